@@ -26,10 +26,11 @@ class APIError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
+        if self.reason:       # upstream omits an empty reason
+            body["reason"] = self.reason
+        if self.details is not None:
             body["details"] = self.details
         return body
 
