@@ -1,0 +1,23 @@
+# boxkube: `make install` once, `make test` to run the tests.
+# `make test` installs first when nothing is installed yet or pyproject.toml
+# changed since the last install (so a fresh clone needs only `make test`).
+
+PYTHON ?= python3
+INSTALLED := build/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test clean
+
+install:
+	$(PYTHON) -m pip install --disable-pip-version-check -e '.[test]'
+	@mkdir -p $(dir $(INSTALLED))
+	@touch $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	$(MAKE) install
+
+test: $(INSTALLED)
+	$(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf build .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,131 @@
+"""The commands of `boxkube`: what each one does once its flags are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+
+import boxkube
+from boxkube.cli.context import Context
+from boxkube.cluster.binaries import kubectl_binary
+from boxkube.cluster.create import create_cluster
+from boxkube.cluster.delete import delete_cluster
+from boxkube.cluster.errors import ClusterError
+from boxkube.cluster.kubeconfig import dump_kubeconfig
+from boxkube.cluster.names import DEFAULT_CLUSTER_NAME, validate_cluster_name
+from boxkube.cluster.providers import available_providers
+from boxkube.cluster.spec import ClusterSpec
+from boxkube.cluster.state import cluster_dir
+
+
+def _path(text: str | None) -> Path | None:
+    """A path given on the command line, absolute (it is remembered for later commands)."""
+    return Path(text).expanduser().absolute() if text else None
+
+
+def _name_flag(name: str) -> str:
+    return "" if name == DEFAULT_CLUSTER_NAME else f" --name {name}"
+
+
+def create_cluster_command(args: argparse.Namespace, ctx: Context) -> int:
+    spec = ClusterSpec(
+        name=validate_cluster_name(args.name),
+        provider=args.provider,
+        nodes=args.nodes,
+        kubeconfig=_path(args.kubeconfig),
+        wait=args.wait,
+        retain=args.retain,
+    )
+    created = create_cluster(spec, home=ctx.home, environ=ctx.environ, providers=ctx.providers, progress=ctx.progress())
+    say = ctx.progress().info
+    say(f'Set kubectl context to "{created.context}" in {created.kubeconfig}')
+    say(f"The cluster's own kubeconfig: {created.own_kubeconfig}")
+    say("You can now use your cluster with:")
+    say("")
+    say(f"boxkube kubectl{_name_flag(created.name)} -- get ns")
+    return 0
+
+
+def delete_cluster_command(args: argparse.Namespace, ctx: Context) -> int:
+    name = validate_cluster_name(args.name)
+    progress = ctx.progress()
+    progress.info(f'Deleting cluster "{name}" ...')
+    found = delete_cluster(
+        name,
+        home=ctx.home,
+        environ=ctx.environ,
+        providers=ctx.providers,
+        progress=progress,
+        kubeconfig=_path(args.kubeconfig),
+    )
+    if not found:
+        progress.info(f'No cluster named "{name}" was found; nothing to delete.')
+    return 0
+
+
+def get_clusters_command(args: argparse.Namespace, ctx: Context) -> int:
+    names = sorted({name for provider in available_providers(ctx.providers) for name in provider.list()})
+    if not names:
+        print("No boxkube clusters found.", file=ctx.stderr)
+    for name in names:
+        print(name, file=ctx.stdout)
+    return 0
+
+
+def get_kubeconfig_command(args: argparse.Namespace, ctx: Context) -> int:
+    name = validate_cluster_name(args.name)
+    state = cluster_dir(ctx.home, name).load()
+    config = ctx.providers(state.provider).kubeconfig(name)
+    ctx.stdout.write(dump_kubeconfig(config))
+    return 0
+
+
+def kubectl_command(args: argparse.Namespace, ctx: Context) -> int:
+    name = validate_cluster_name(args.name)
+    cdir = cluster_dir(ctx.home, name)
+    cdir.load()  # a clear error for a missing cluster
+    if not cdir.kubeconfig_file.is_file():
+        raise ClusterError(f'cluster "{name}" has no kubeconfig yet (was its creation interrupted?)')
+    kubectl_args = list(args.kubectl_args)
+    if kubectl_args[:1] == ["--"]:
+        kubectl_args = kubectl_args[1:]
+    env = dict(ctx.environ)
+    env["KUBECONFIG"] = str(cdir.kubeconfig_file)
+    argv = [str(kubectl_binary()), *kubectl_args]
+    try:
+        ctx.stdout.fileno()
+        ctx.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        # Not real files (tests): collect kubectl's output and pass it on.
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        ctx.stdout.write(done.stdout)
+        ctx.stderr.write(done.stderr)
+        return _exit_code(done.returncode)
+    ctx.stdout.flush()
+    ctx.stderr.flush()
+    proc = subprocess.Popen(argv, env=env, stdout=ctx.stdout, stderr=ctx.stderr)
+    try:
+        returncode = proc.wait()
+    except KeyboardInterrupt:
+        # kubectl got the same Ctrl-C; give it a moment to finish on its own.
+        try:
+            returncode = proc.wait(timeout=5)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            proc.kill()
+            returncode = proc.wait()
+    return _exit_code(returncode)
+
+
+def _exit_code(returncode: int) -> int:
+    """A child's exit code as a shell reports it (killed by signal N -> 128+N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def version_command(args: argparse.Namespace, ctx: Context) -> int:
+    print(version_text(), file=ctx.stdout)
+    return 0
+
+
+def version_text() -> str:
+    return f"boxkube {boxkube.__version__} (Kubernetes API {boxkube.KUBERNETES_VERSION})"

@@ -1,0 +1,44 @@
+"""The interface every provider (local, docker, ...) implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from boxkube.cluster.kubeconfig import Kubeconfig
+from boxkube.cluster.progress import Progress
+from boxkube.cluster.spec import ClusterSpec
+
+
+class Provider(Protocol):
+    """Brings clusters up and down in one way (local processes, Docker containers, ...).
+
+    The cluster's folder (see boxkube.cluster.state) is shared by all
+    providers: `create_cluster` claims it and records the provider's name in
+    it before calling `create`, and writes the kubeconfig after it.
+    """
+
+    name: str
+
+    def validate(self, spec: ClusterSpec) -> ClusterSpec:
+        """`spec` with this provider's defaults filled in; NotSupportedError for what it cannot do."""
+        ...
+
+    def create(self, spec: ClusterSpec, progress: Progress) -> None:
+        """Bring up the control plane (and nodes) of the claimed cluster `spec.name`, as named steps.
+
+        Saves to the cluster's state everything it starts as soon as it is
+        started, so that `delete` can clean up after a failure at any point.
+        """
+        ...
+
+    def delete(self, name: str, progress: Progress) -> None:
+        """Stop everything of cluster `name` and remove its folder. Missing parts are not an error."""
+        ...
+
+    def list(self) -> list[str]:
+        """Names of this provider's clusters."""
+        ...
+
+    def kubeconfig(self, name: str) -> Kubeconfig:
+        """A kubeconfig (as a dict) for cluster `name` alone."""
+        ...
