@@ -1,0 +1,228 @@
+"""The API server application: routes, authentication, and the background loops it owns."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from boxkube.apiserver import discovery, errors, openapi
+from boxkube.apiserver.allocators import ClusterIPs, NodePorts
+from boxkube.apiserver.bootstrap import bootstrap
+from boxkube.apiserver.errors import APIError
+from boxkube.apiserver.handlers import Handlers, error_response, json_response, parse_path
+from boxkube.apiserver.namespaces import NamespaceFinalizer
+from boxkube.apiserver.registry import Registry
+from boxkube.apiserver.watchcache import WatchCache
+from boxkube.storage.errors import Unavailable
+from boxkube.storage.etcd import EtcdStore
+
+log = logging.getLogger(__name__)
+
+# Paths any client may read without a token, as upstream's system:public-info-viewer role allows.
+PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+
+
+@dataclass
+class ServerConfig:
+    etcd_servers: str = "http://127.0.0.1:2379"
+    token: str | None = None                  # bearer token every API request must carry; None: no auth
+    service_cidr: str = "10.96.0.0/12"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    compaction_interval: float = 300.0        # seconds; 0 disables (upstream default: 5 minutes)
+    bookmark_interval: float = 60.0
+    advertise_address: str = "127.0.0.1"
+    advertise_port: int = 6443
+
+
+class BearerAuth:
+    """Pure ASGI middleware: every path but the public ones needs `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: ASGIApp, token: str):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(PUBLIC_PATHS):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                await error_response(errors.unauthorized())(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Compactor:
+    """Compacts etcd every interval to the revision seen one interval earlier, as kube-apiserver does,
+    so a client always has at least one interval of history to resume a watch from."""
+
+    def __init__(self, store: EtcdStore, cache: WatchCache, interval: float):
+        self.store, self.cache, self.interval = store, cache, interval
+
+    async def run(self) -> None:
+        previous = 0
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                if previous:
+                    await self.store.compact(previous)
+                    self.cache.compacted(previous)
+                    log.info("compacted etcd at revision %d", previous)
+                previous = await self.store.revision()
+            except Exception as e:   # already compacted, or etcd briefly away: try next round
+                log.warning("compaction failed: %s", e)
+
+    async def compact_now(self) -> int:
+        """Compact to the current revision (tests and `boxkube` maintenance)."""
+        revision = await self.store.revision()
+        await self.store.compact(revision)
+        self.cache.compacted(revision)
+        return revision
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    store = EtcdStore(config.etcd_servers)
+    cache = WatchCache(store)
+    registry = Registry(store, cache, ClusterIPs(store, config.service_cidr), NodePorts(store, *config.node_port_range))
+    handlers = Handlers(registry, config.bookmark_interval)
+    compactor = Compactor(store, cache, config.compaction_interval)
+    state: dict[str, Any] = {"ready": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        tasks: list[asyncio.Task] = []
+        await _wait_for_etcd(store)
+        await cache.start()
+        await registry.start()
+        await bootstrap(registry, config)
+        tasks.append(asyncio.create_task(NamespaceFinalizer(registry).run(), name="namespace-finalizer"))
+        if config.compaction_interval > 0:
+            tasks.append(asyncio.create_task(compactor.run(), name="compactor"))
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await registry.stop()
+            await cache.stop()
+            await store.close()
+
+    app = FastAPI(title="boxkube", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.registry, app.state.compactor = registry, compactor
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, e: APIError) -> Response:
+        return error_response(e)
+
+    @app.exception_handler(Unavailable)
+    async def storage_down(request: Request, e: Unavailable) -> Response:
+        return error_response(APIError(503, "ServiceUnavailable", str(e)))
+
+    @app.exception_handler(404)
+    async def no_route(request: Request, e: Exception) -> Response:
+        return error_response(APIError(404, "NotFound", "the server could not find the requested resource"))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, e: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return error_response(errors.internal(str(e)))
+
+    for path in ("/healthz", "/livez"):
+        app.add_api_route(path, lambda: Response("ok", media_type="text/plain"), methods=["GET"])
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if not state["ready"]:
+            return Response("[-]etcd not ready\nreadyz check failed", status_code=503, media_type="text/plain")
+        return Response("ok", media_type="text/plain")
+
+    @app.get("/version")
+    async def version() -> Response:
+        return json_response(discovery.version_info())
+
+    @app.get("/api")
+    async def api() -> Response:
+        return json_response(discovery.api_versions())
+
+    @app.get("/apis")
+    async def apis() -> Response:
+        return json_response(discovery.api_group_list())
+
+    def raw(result: tuple[int, dict[str, str], bytes]) -> Response:
+        status, headers, body = result
+        return Response(body, status_code=status, headers=headers)
+
+    @app.get("/openapi/v3")
+    async def openapi_index(request: Request) -> Response:
+        return raw(openapi.v3_index_response(request.headers.get("if-none-match")))
+
+    @app.get("/openapi/v3/{key:path}")
+    async def openapi_doc(request: Request, key: str) -> Response:
+        h = request.headers
+        return raw(openapi.v3_response(key, request.query_params.get("hash"), h.get("accept"), h.get("if-none-match")))
+
+    @app.get("/openapi/v2")
+    async def openapi_v2(request: Request) -> Response:
+        return raw(openapi.v2_response(request.headers.get("accept"), request.headers.get("if-none-match")))
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+    @app.api_route("/api/v1/{rest:path}", methods=methods)
+    async def core(request: Request, rest: str) -> Response:
+        return await _resource(request, "", "v1", rest)
+
+    @app.api_route("/api/v1", methods=["GET"])
+    async def core_discovery() -> Response:
+        return json_response(discovery.api_resource_list("", "v1"))
+
+    @app.api_route("/apis/{group}/{version}/{rest:path}", methods=methods)
+    async def grouped(request: Request, group: str, version: str, rest: str) -> Response:
+        return await _resource(request, group, version, rest)
+
+    @app.get("/apis/{group}/{version}")
+    async def group_version_discovery(group: str, version: str) -> Response:
+        body = discovery.api_resource_list(group, version)
+        if body is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        return json_response(body)
+
+    @app.get("/apis/{group}")
+    async def group_discovery(group: str) -> Response:
+        body = discovery.api_group(group)
+        if body is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        return json_response(body)
+
+    async def _resource(request: Request, group: str, version: str, rest: str) -> Response:
+        segments = [s for s in rest.split("/") if s]
+        if not segments:
+            body = discovery.api_resource_list(group, version)
+            if body is None or request.method != "GET":
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            return json_response(body)
+        return await handlers.dispatch(request, parse_path(group, version, segments))
+
+    if config.token:
+        app.add_middleware(BearerAuth, token=config.token)
+    return app
+
+
+async def _wait_for_etcd(store: EtcdStore, attempts: int = 60) -> None:
+    for i in range(attempts):
+        try:
+            await store.revision()
+            return
+        except Exception as e:
+            if i == attempts - 1:
+                raise
+            log.info("waiting for etcd: %s", e)
+            await asyncio.sleep(0.5)

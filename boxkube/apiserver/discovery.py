@@ -1,0 +1,70 @@
+"""Discovery documents (/api, /apis, /api/v1, /apis/<group>/<version>) and /version."""
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from typing import Any
+
+from boxkube import KUBERNETES_VERSION, __version__
+from boxkube.apiserver.resources import GROUP_VERSIONS, RESOURCES, ResourceType
+
+# Verbs of each subresource, as upstream lists them.
+_SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
+              "binding": ["create"], "finalize": ["update"], "log": ["get"],
+              "exec": ["create", "get"], "portforward": ["create", "get"]}
+
+
+def version_info() -> dict[str, str]:
+    major, minor, _ = KUBERNETES_VERSION.split(".")
+    return {"major": major, "minor": minor, "gitVersion": f"v{KUBERNETES_VERSION}+boxkube.{__version__}",
+            "gitCommit": "", "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z",
+            "goVersion": f"python{sys.version_info.major}.{sys.version_info.minor}", "compiler": "boxkube",
+            "platform": f"linux/{'arm64' if platform.machine() in ('aarch64', 'arm64') else 'amd64'}"}
+
+
+def api_versions() -> dict[str, Any]:
+    return {"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]}
+
+
+def _group(name: str) -> dict[str, Any]:
+    versions = [{"groupVersion": f"{g}/{v}", "version": v} for g, v in GROUP_VERSIONS if g == name]
+    return {"name": name, "versions": versions, "preferredVersion": versions[0]}
+
+
+def api_group_list() -> dict[str, Any]:
+    groups = list(dict.fromkeys(g for g, _ in GROUP_VERSIONS if g))
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g) for g in groups]}
+
+
+def api_group(name: str) -> dict[str, Any] | None:
+    if not any(g == name for g, _ in GROUP_VERSIONS if g):
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(name)}
+
+
+def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
+    entry: dict[str, Any] = {"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
+                             "kind": rt.kind, "verbs": list(rt.verbs),
+                             "storageVersionHash": hashlib.sha256(f"{rt.group_version}/{rt.kind}".encode()).hexdigest()[:11]}
+    if rt.short_names:
+        entry["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        entry["categories"] = list(rt.categories)
+    entries = [entry]
+    for sub, kind in rt.subresources.items():
+        sub_entry: dict[str, Any] = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
+                                     "kind": kind or rt.kind, "verbs": _SUB_VERBS.get(sub, ["get"])}
+        if kind == "Scale":
+            sub_entry.update(group="autoscaling", version="v1")
+        entries.append(sub_entry)
+    return entries
+
+
+def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
+    if (group, version) not in GROUP_VERSIONS:
+        return None
+    resources = [e for rt in RESOURCES if rt.group == group and rt.version == version for e in _resource_entries(rt)]
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources}

@@ -1,0 +1,279 @@
+"""Strategies of the core/v1 resources: what each adds to the generic store."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from boxkube.apiserver import errors
+from boxkube.apiserver.allocators import Exhausted, Taken
+from boxkube.apiserver.strategies.base import Cause, Obj, Strategy
+from boxkube.apiserver.strategies.podspec import default_pod_spec, default_template
+
+if TYPE_CHECKING:
+    from boxkube.apiserver.registry import Registry
+
+# Added by upstream's DefaultTolerationSeconds admission plugin to every pod.
+_DEFAULT_TOLERATIONS = [
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+]
+
+
+def _qos_class(spec: Obj) -> str:
+    """BestEffort with no requests/limits; Guaranteed when every container's requests equal its limits for cpu and memory."""
+    containers = [c for c in (spec.get("containers") or []) + (spec.get("initContainers") or []) if isinstance(c, dict)]
+    any_set, guaranteed = False, True
+    for c in containers:
+        res = c.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        if limits or requests:
+            any_set = True
+        for r in ("cpu", "memory"):
+            if r not in limits or str(requests.get(r, limits[r])) != str(limits[r]):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+class PodStrategy(Strategy):
+    tracks_generation = True
+    return_deleted_object = True
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.get("spec")
+        default_pod_spec(spec)
+        if not isinstance(spec, dict):
+            return
+        # What upstream's admission chain adds on create (ServiceAccount, DefaultTolerationSeconds, Priority).
+        spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+        spec.setdefault("priority", 0)
+        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        tolerations = spec.setdefault("tolerations", [])
+        if isinstance(tolerations, list):
+            have = {(t.get("key"), t.get("effect")) for t in tolerations if isinstance(t, dict)}
+            for t in _DEFAULT_TOLERATIONS:
+                if (t["key"], t["effect"]) not in have:
+                    tolerations.append(dict(t))
+        status = obj.get("status")
+        if isinstance(status, dict) and "qosClass" not in status:
+            status["qosClass"] = _qos_class(spec)
+
+    def initial_status(self, obj: Obj) -> Obj:
+        return {"phase": "Pending"}
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        # Once scheduled, only the binding subresource or the node agent sets nodeName.
+        old_spec, new_spec = old.get("spec") or {}, new.get("spec")
+        if isinstance(new_spec, dict) and old_spec.get("nodeName") and "nodeName" not in new_spec:
+            new_spec["nodeName"] = old_spec["nodeName"]
+
+    def graceful_delete(self, obj: Obj, grace: int | None) -> int:
+        """A pod on a node lingers for its grace period so the node can stop it; an unbound or finished pod goes at once."""
+        spec, phase = obj.get("spec") or {}, (obj.get("status") or {}).get("phase")
+        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            return 0
+        if grace is None:
+            grace = int(spec.get("terminationGracePeriodSeconds", 30))
+        return max(int(grace), 0)
+
+
+class NamespaceStrategy(Strategy):
+    return_deleted_object = True
+
+    def default(self, obj: Obj) -> None:
+        meta = obj["metadata"]
+        if meta.get("name"):
+            # Upstream sets this label on every namespace so selectors can pick namespaces by name.
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+        spec = obj.setdefault("spec", {})
+        if isinstance(spec, dict):
+            spec.setdefault("finalizers", ["kubernetes"])
+
+    def initial_status(self, obj: Obj) -> Obj:
+        return {"phase": "Active"}
+
+    def holds_deletion(self, obj: Obj) -> bool:
+        # The namespace finalizer empties the namespace, then clears spec.finalizers.
+        return bool((obj.get("spec") or {}).get("finalizers"))
+
+    def on_deletion_marked(self, obj: Obj) -> None:
+        obj.setdefault("status", {})["phase"] = "Terminating"
+
+
+class ServiceStrategy(Strategy):
+    return_deleted_object = True
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+                if "port" in port:
+                    port.setdefault("targetPort", port["port"])
+        if spec["type"] != "ExternalName":
+            spec.setdefault("internalTrafficPolicy", "Cluster")
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+        if spec["type"] in ("NodePort", "LoadBalancer"):
+            spec.setdefault("externalTrafficPolicy", "Cluster")
+        if spec.get("clusterIP") and "clusterIPs" not in spec:
+            spec["clusterIPs"] = [spec["clusterIP"]]
+
+    def initial_status(self, obj: Obj) -> Obj:
+        return {"loadBalancer": {}}
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        old_ip = (old.get("spec") or {}).get("clusterIP")
+        new_ip = (new.get("spec") or {}).get("clusterIP")
+        if old_ip and new_ip != old_ip and (new.get("spec") or {}).get("type") != "ExternalName":
+            return [errors.field_cause("spec.clusterIPs[0]", f'Invalid value: []string{{"{new_ip}"}}: may not change once set')]
+        return []
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        # An update that leaves clusterIP out keeps the allocated one (as kubectl apply expects).
+        new_spec, old_spec = new.get("spec"), old.get("spec") or {}
+        if isinstance(new_spec, dict) and new_spec.get("type", "ClusterIP") != "ExternalName":
+            for key in ("clusterIP", "clusterIPs"):
+                if key not in new_spec and key in old_spec:
+                    new_spec[key] = old_spec[key]
+            old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort") for p in old_spec.get("ports") or []}
+            if new_spec.get("type") in ("NodePort", "LoadBalancer"):
+                for p in new_spec.get("ports") or []:
+                    if isinstance(p, dict) and "nodePort" not in p and old_ports.get((p.get("port"), p.get("protocol", "TCP"))):
+                        p["nodePort"] = old_ports[(p.get("port"), p.get("protocol", "TCP"))]
+
+    async def before_create(self, registry: "Registry", obj: Obj, dry_run: bool) -> None:
+        await self._allocate(registry, obj, None, dry_run)
+
+    async def before_update(self, registry: "Registry", new: Obj, old: Obj, dry_run: bool) -> None:
+        await self._allocate(registry, new, old, dry_run)
+        # Release node ports the update gave up.
+        kept = set(_node_ports(new))
+        for port in _node_ports(old):
+            if port not in kept and not dry_run:
+                await registry.node_ports.release(port)
+
+    async def _allocate(self, registry: "Registry", obj: Obj, old: Obj | None, dry_run: bool) -> None:
+        spec, meta = obj.get("spec") or {}, obj["metadata"]
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        kind = spec.get("type", "ClusterIP")
+        taken: list = []
+        try:
+            if kind != "ExternalName" and old is None:
+                ip = spec.get("clusterIP")
+                if ip == "None":
+                    spec["clusterIPs"] = ["None"]
+                elif ip:
+                    if not registry.cluster_ips.contains(ip):
+                        raise errors.invalid("Service", name, [errors.field_cause(
+                            "spec.clusterIPs", f'Invalid value: []string{{"{ip}"}}: failed to allocate IP {ip}: '
+                            f'the provided IP ({ip}) is not in the valid range. The range of valid IPs is {registry.cluster_ips.network}')])
+                    if not dry_run:
+                        await registry.cluster_ips.claim(ip, ns, name)
+                        taken.append(("ip", ip))
+                elif not dry_run:
+                    spec["clusterIP"] = await registry.cluster_ips.allocate(ns, name)
+                    taken.append(("ip", spec["clusterIP"]))
+                    spec["clusterIPs"] = [spec["clusterIP"]]
+            if kind in ("NodePort", "LoadBalancer"):
+                before = set(_node_ports(old)) if old else set()
+                for i, port in enumerate(spec.get("ports") or []):
+                    if not isinstance(port, dict):
+                        continue
+                    wanted = port.get("nodePort")
+                    if wanted and wanted in before:
+                        continue
+                    if wanted:
+                        if not registry.node_ports.contains(wanted):
+                            raise errors.invalid("Service", name, [errors.field_cause(
+                                f"spec.ports[{i}].nodePort", f"Invalid value: {wanted}: provided port is not in the valid range. "
+                                f"The range of valid ports is {registry.node_ports.first}-{registry.node_ports.last}")])
+                        if not dry_run:
+                            await registry.node_ports.claim(wanted, ns, name)
+                            taken.append(("port", wanted))
+                    elif not dry_run:
+                        port["nodePort"] = await registry.node_ports.allocate(ns, name)
+                        taken.append(("port", port["nodePort"]))
+        except Taken as e:
+            await self._release(registry, taken)
+            field = "spec.clusterIPs" if "." in str(e) else "spec.ports[].nodePort"
+            what = f'[]string{{"{e}"}}: failed to allocate IP {e}: provided IP is already allocated' if "." in str(e) \
+                else f"{e}: provided port is already allocated"
+            raise errors.invalid("Service", name, [errors.field_cause(field, f"Invalid value: {what}")])
+        except Exhausted:
+            await self._release(registry, taken)
+            raise errors.internal("range is full")
+        except BaseException:
+            await self._release(registry, taken)
+            raise
+
+    @staticmethod
+    async def _release(registry: "Registry", taken: list) -> None:
+        for what, value in taken:
+            await (registry.cluster_ips.release(value) if what == "ip" else registry.node_ports.release(value))
+
+    async def after_delete(self, registry: "Registry", obj: Obj) -> None:
+        spec = obj.get("spec") or {}
+        for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []):
+            if ip != "None":
+                await registry.cluster_ips.release(ip)
+        for port in _node_ports(obj):
+            await registry.node_ports.release(port)
+
+
+def _node_ports(obj: Obj | None) -> list[int]:
+    return [p["nodePort"] for p in ((obj or {}).get("spec") or {}).get("ports") or []
+            if isinstance(p, dict) and p.get("nodePort")]
+
+
+class NodeStrategy(Strategy):
+    # The node agent registers its node with the status it has measured.
+    reset_status_on_create = False
+    allow_create_on_update = False
+
+
+class SecretStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        obj.setdefault("type", "Opaque")
+
+
+class EndpointsStrategy(Strategy):
+    allow_create_on_update = True
+
+    def default(self, obj: Obj) -> None:
+        for subset in obj.get("subsets") or []:
+            for port in (subset or {}).get("ports") or []:
+                if isinstance(port, dict):
+                    port.setdefault("protocol", "TCP")
+
+
+class ReplicationControllerStrategy(Strategy):
+    tracks_generation = True
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return
+        spec.setdefault("replicas", 1)
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
+        if labels and not spec.get("selector"):
+            spec["selector"] = dict(labels)
+        if labels and not obj["metadata"].get("labels"):
+            obj["metadata"]["labels"] = dict(labels)
+        default_template(obj)
+
+    def initial_status(self, obj: Obj) -> Obj:
+        return {"replicas": 0}
+
+
+class LeaseStrategy(Strategy):
+    allow_create_on_update = True
+
+
+class EventStrategy(Strategy):
+    allow_create_on_update = True
