@@ -22,39 +22,21 @@ from typing import Any
 
 from boxkube.apiserver import errors
 from boxkube.apiserver.resources import RESOURCES
+from boxkube.apiserver.validation import go_quote
 
 
 # --------------------------------------------------------------------------
 # Go-style rendering of field errors (k8s.io/apimachinery/.../field/errors.go)
 # --------------------------------------------------------------------------
 
-def _go_quote(s: str) -> str:
-    """`%q` of a Go string: what upstream messages put around bad values."""
-    named = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
-             "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
-    out = []
-    for ch in s:
-        if ch in named:
-            out.append(named[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return '"' + "".join(out) + '"'
-
-
 def _go_value(value: str | list[str] | None) -> str:
     """How field.Invalid prints a bad value: %q for strings, %#v for string slices."""
     if isinstance(value, str):
-        return _go_quote(value)
+        return go_quote(value)
     if not value:
         # metav1.LabelSelectorAsSelector copies values with append([]string(nil), ...)
         return "[]string(nil)"
-    return "[]string{" + ", ".join(_go_quote(v) for v in value) + "}"
+    return "[]string{" + ", ".join(go_quote(v) for v in value) + "}"
 
 
 def _invalid(path: str, value: str | list[str] | None, detail: str) -> str:
@@ -508,7 +490,7 @@ def label_selector_from_object(sel: Mapping[str, Any] | None) -> LabelSelector:
         for expr in expressions:
             op = _OBJECT_OPERATORS.get(expr.get("operator", ""))
             if op is None:
-                raise _SelectorError(f"{_go_quote(expr.get('operator', ''))} is not a valid label selector operator")
+                raise _SelectorError(f"{go_quote(expr.get('operator', ''))} is not a valid label selector operator")
             reqs.append(new_requirement(expr.get("key", ""), op, expr.get("values") or []))
     except _SelectorError as e:
         raise errors.bad_request(str(e)) from None
