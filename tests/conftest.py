@@ -1,4 +1,4 @@
-"""A real local boxkube cluster, made by the `boxkube` CLI, for the compatibility suite."""
+"""Shared fixtures: a real local boxkube cluster made by the `boxkube` CLI (session-wide, started on first use)."""
 from __future__ import annotations
 
 import os
