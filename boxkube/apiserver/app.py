@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from boxkube.apiserver import discovery, errors, openapi
+from boxkube.apiserver import codec, discovery, errors, openapi
 from boxkube.apiserver.allocators import ClusterIPs, NodePorts
 from boxkube.apiserver.bootstrap import bootstrap
 from boxkube.apiserver.errors import APIError
@@ -149,13 +149,21 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def version() -> Response:
         return json_response(discovery.version_info())
 
+    def discovery_response(request: Request, legacy: bool) -> Response:
+        version = discovery.aggregated_version(request.headers.get("accept"))
+        if version is None:
+            return json_response(discovery.api_versions() if legacy else discovery.api_group_list())
+        media_type = discovery.AGGREGATED_V2 if version == "v2" else discovery.AGGREGATED_V2BETA1
+        return Response(codec.dumps(discovery.aggregated_discovery(legacy, version)), media_type=media_type,
+                        headers={"Vary": "Accept"})
+
     @app.get("/api")
-    async def api() -> Response:
-        return json_response(discovery.api_versions())
+    async def api(request: Request) -> Response:
+        return discovery_response(request, legacy=True)
 
     @app.get("/apis")
-    async def apis() -> Response:
-        return json_response(discovery.api_group_list())
+    async def apis(request: Request) -> Response:
+        return discovery_response(request, legacy=False)
 
     def raw(result: tuple[int, dict[str, str], bytes]) -> Response:
         status, headers, body = result

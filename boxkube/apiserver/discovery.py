@@ -23,6 +23,36 @@ def version_info() -> dict[str, str]:
             "platform": f"linux/{'arm64' if platform.machine() in ('aarch64', 'arm64') else 'amd64'}"}
 
 
+AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+
+
+def media_ranges(accept: str | None) -> list[tuple[str, dict[str, str]]]:
+    """An Accept header as (media type, parameters) in the client's order (Kubernetes clients don't use q=)."""
+    ranges = []
+    for part in (accept or "").split(","):
+        fields = [f.strip() for f in part.split(";")]
+        if fields[0]:
+            params = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+            ranges.append((fields[0].lower(), {k.strip().lower(): v.strip() for k, v in params.items()}))
+    return ranges
+
+
+def aggregated_version(accept: str | None) -> str | None:
+    """'v2' or 'v2beta1' when the client asks for aggregated discovery before plain JSON, else None.
+
+    kubectl asks `v2, v2beta1, application/json` and uses whichever the response's
+    Content-Type names, so one request to /api and one to /apis replace the per-group walk.
+    """
+    for mt, params in media_ranges(accept):
+        if mt in ("application/json", "application/*", "*/*") and "as" not in params:
+            return None
+        if mt == "application/json" and params.get("g") == "apidiscovery.k8s.io" \
+                and params.get("as") == "APIGroupDiscoveryList" and params.get("v") in ("v2", "v2beta1"):
+            return params["v"]
+    return None
+
+
 def api_versions() -> dict[str, Any]:
     return {"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]}
@@ -60,6 +90,43 @@ def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
             sub_entry.update(group="autoscaling", version="v1")
         entries.append(sub_entry)
     return entries
+
+
+def _scope(rt: ResourceType) -> str:
+    return "Namespaced" if rt.namespaced else "Cluster"
+
+
+def _resource_discovery(rt: ResourceType) -> dict[str, Any]:
+    """One resource of aggregated discovery (apidiscovery.k8s.io APIResourceDiscovery)."""
+    entry: dict[str, Any] = {"resource": rt.plural, "responseKind": {"group": "", "version": "", "kind": rt.kind},
+                             "scope": _scope(rt), "singularResource": rt.singular, "verbs": list(rt.verbs)}
+    if rt.short_names:
+        entry["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        entry["categories"] = list(rt.categories)
+    subs = []
+    for sub, kind in rt.subresources.items():
+        response_kind = {"group": "autoscaling", "version": "v1", "kind": "Scale"} if kind == "Scale" \
+            else {"group": "", "version": "", "kind": kind or rt.kind}
+        subs.append({"subresource": sub, "responseKind": response_kind, "verbs": _SUB_VERBS.get(sub, ["get"])})
+    if subs:
+        entry["subresources"] = subs
+    return entry
+
+
+def aggregated_discovery(legacy: bool, version: str) -> dict[str, Any]:
+    """The APIGroupDiscoveryList of /api (legacy=True: the core group, named "") or of /apis."""
+    groups: dict[str, list[str]] = {}
+    for g, v in GROUP_VERSIONS:
+        if (g == "") == legacy:
+            groups.setdefault(g, []).append(v)
+    items = [{"metadata": {"name": g, "creationTimestamp": None},
+              "versions": [{"version": v, "freshness": "Current",
+                            "resources": [_resource_discovery(rt) for rt in RESOURCES
+                                          if rt.group == g and rt.version == v]} for v in versions]}
+             for g, versions in groups.items()]
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}",
+            "metadata": {}, "items": items}
 
 
 def api_resource_list(group: str, version: str) -> dict[str, Any] | None:

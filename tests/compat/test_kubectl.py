@@ -182,3 +182,11 @@ def test_missing_namespace_and_bad_input(cluster):
     out = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(bad), check=False)
     assert out.returncode != 0 and 'unknown field "spec.bogus"' in out.stderr
     assert cluster.kubectl("get", "deploy", "web", "-n", "default", check=False).returncode != 0
+
+
+def test_kubectl_uses_aggregated_discovery(cluster, tmp_path):
+    """Two discovery requests (/api, /apis) instead of one per group version, as against a real cluster."""
+    out = cluster.kubectl("get", "deployments", "-A", "-v=6", "--cache-dir", str(tmp_path))
+    urls = [line for line in out.stderr.splitlines() if '"Response"' in line]
+    discovery_calls = [u for u in urls if "/api?" in u or "/apis?" in u or "/api/v1?" in u or "/apis/apps/v1?" in u]
+    assert len(discovery_calls) == 2, urls
