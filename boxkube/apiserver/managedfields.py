@@ -40,6 +40,7 @@ from typing import Any, Iterable
 import yaml
 
 from boxkube.apiserver import schema
+from boxkube.apiserver.gofmt import go_type, go_v
 from boxkube.apiserver.errors import APIError, bad_request, field_cause, invalid
 
 log = logging.getLogger(__name__)
@@ -788,15 +789,15 @@ def _validate(value: Any, t: _Type | None, path: str, errors: list[tuple[str, st
         return
     if t.kind == "scalar":
         if t.scalar == "numeric" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            errors.append((path, f"expected numeric (int or float), got {_go_type(value)}"))
+            errors.append((path, f"expected numeric (int or float), got {go_type(value)}"))
         elif t.scalar == "string" and not isinstance(value, str):
-            errors.append((path, f"expected string, got &value.valueUnstructured{{Value:{_go_v(value)}}}"))
+            errors.append((path, f"expected string, got &value.valueUnstructured{{Value:{go_v(value)}}}"))
         elif t.scalar == "boolean" and not isinstance(value, bool):
-            errors.append((path, f"expected boolean, got &{{{_go_v(value)}}}"))
+            errors.append((path, f"expected boolean, got &{{{go_v(value)}}}"))
         return
     if t.kind == "map":
         if not isinstance(value, dict):
-            errors.append((path, f"expected map, got &{{{_go_v(value)}}}"))
+            errors.append((path, f"expected map, got &{{{go_v(value)}}}"))
             return
         for key, child in value.items():
             if key not in t.fields and t.elem is None:
@@ -805,7 +806,7 @@ def _validate(value: Any, t: _Type | None, path: str, errors: list[tuple[str, st
             _validate(child, t.field_type(key), f"{path}.{key}", errors)
         return
     if not isinstance(value, list):
-        errors.append((path, f"expected list, got &{{{_go_v(value)}}}"))
+        errors.append((path, f"expected list, got &{{{go_v(value)}}}"))
         return
     seen: set[PE] = set()
     elem = t.elem_type()
@@ -819,31 +820,6 @@ def _validate(value: Any, t: _Type | None, path: str, errors: list[tuple[str, st
                 errors.append((path, f"duplicate entries for key {_pe_str(pe)}"))
             seen.add(pe)
         _validate(item, elem, path + _pe_str(pe), errors)
-
-
-def _go_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "[]interface {}"
-    if isinstance(value, dict):
-        return "map[string]interface {}"
-    return type(value).__name__
-
-
-def _go_v(value: Any) -> str:
-    """Roughly fmt's %v of an unstructured value."""
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + " ".join(_go_v(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go_v(value[k])}" for k in sorted(value)) + "]"
-    return str(value)
 
 
 # --------------------------------------------------------------------------

@@ -27,13 +27,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import jsonpatch
 import jsonpointer
 
 from boxkube.apiserver import schema
+from boxkube.apiserver.gofmt import GO_MAP, GO_SLICE, go_format, go_quote, go_quote_char, go_type, go_v, json_kind
 from boxkube.apiserver.errors import APIError, bad_request, field_cause, invalid
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,6 @@ _ERR_PRIMITIVE_LIST = "invalid patch format of primitive list"
 _ERR_RETAIN_KEYS = "invalid patch format of retainKeys"
 _ERR_SET_ORDER = "invalid patch format of setElementOrder list"
 
-_GO_MAP = "map[string]interface {}"
-_GO_SLICE = "[]interface {}"
 
 Node = dict[str, Any]
 
@@ -178,7 +176,7 @@ def _check_op_fields(op: dict, prefix: str) -> None:
     # jsonPatchOp declares op, path and from as strings; a JSON null leaves them empty.
     for name, field_value in op.items():
         if name in ("op", "path", "from") and field_value is not None and not isinstance(field_value, str):
-            raise bad_request(f"{prefix}json: cannot unmarshal {_json_kind(field_value)} "
+            raise bad_request(f"{prefix}json: cannot unmarshal {json_kind(field_value)} "
                               f"into Go struct field jsonPatchOp.{name} of type string")
 
 
@@ -190,14 +188,14 @@ def _decode_merge_patch(body: bytes, strict: bool) -> Any:
             raise bad_request("Invalid JSON Patch") from None
     value = _load_json(body, "error decoding patch: ")
     if value is not None and not isinstance(value, dict):
-        raise bad_request(f"error decoding patch: {_unmarshal_error(value, _GO_MAP)}")
+        raise bad_request(f"error decoding patch: {_unmarshal_error(value, GO_MAP)}")
     return value
 
 
 def _decode_strategic_patch(body: bytes) -> dict | None:
     value = _load_json(body, "")
     if value is not None and not isinstance(value, dict):
-        raise bad_request(_unmarshal_error(value, _GO_MAP))
+        raise bad_request(_unmarshal_error(value, GO_MAP))
     return value
 
 
@@ -218,8 +216,8 @@ class _NonJSONConstant(ValueError):
 
 def _reject_constant(name: str) -> Any:
     if name.startswith("-"):
-        raise _NonJSONConstant(f"invalid character {_go_quote_char(name[1])} in numeric literal")
-    raise _NonJSONConstant(f"invalid character {_go_quote_char(name[0])} looking for beginning of value")
+        raise _NonJSONConstant(f"invalid character {go_quote_char(name[1])} in numeric literal")
+    raise _NonJSONConstant(f"invalid character {go_quote_char(name[0])} looking for beginning of value")
 
 
 def _go_syntax_error(text: str, exc: json.JSONDecodeError) -> str:
@@ -242,7 +240,7 @@ def _go_syntax_error(text: str, exc: json.JSONDecodeError) -> str:
         char, where = (text[pos + 1] if pos + 1 < len(text) else char), "in string escape code"
     else:
         where = "looking for beginning of value"
-    return f"invalid character {_go_quote_char(char)} {where}"
+    return f"invalid character {go_quote_char(char)} {where}"
 
 
 def _innermost_container(text: str, pos: int) -> str | None:
@@ -263,20 +261,7 @@ def _innermost_container(text: str, pos: int) -> str | None:
 
 
 def _unmarshal_error(value: Any, go_type: str) -> str:
-    return f"json: cannot unmarshal {_json_kind(value)} into Go value of type {go_type}"
-
-
-def _json_kind(value: Any) -> str:
-    """The JSON value kind Go names in an UnmarshalTypeError."""
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "number"
+    return f"json: cannot unmarshal {json_kind(value)} into Go value of type {go_type}"
 
 
 def _as_object(result: Any) -> dict:
@@ -289,9 +274,9 @@ def _as_object(result: Any) -> dict:
     for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(char, escape)  # Go's json.Marshal escapes HTML characters
     detail = ("couldn't get version/kind; json parse error: json: cannot unmarshal "
-              f"{_json_kind(result)} into Go value of type struct {{ APIVersion string "
+              f"{json_kind(result)} into Go value of type struct {{ APIVersion string "
               '"json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }')
-    raise invalid("", "", [field_cause("patch", f"Invalid value: {_go_quote(text)}: {detail}")])
+    raise invalid("", "", [field_cause("patch", f"Invalid value: {go_quote(text)}: {detail}")])
 
 
 # --------------------------------------------------------------------------- merge patch
@@ -365,7 +350,7 @@ def _strategy(strategies: list[str]) -> str:
     """extractRetainKeysPatchStrategy: retainKeys only matters to clients computing diffs."""
     others = [s for s in strategies if s != "retainKeys"]
     if len(strategies) > 2 or (len(strategies) == 2 and len(others) != 1):
-        raise _server_error(f"unexpected patch strategy: {_go_value(strategies)}")
+        raise _server_error(f"unexpected patch strategy: {go_v(strategies)}")
     return others[0] if others else ""
 
 
@@ -434,13 +419,13 @@ def _merge_ordered_lists(original: dict, patch: dict, node: Node | None) -> None
     for directive in [k for k in patch if k.startswith(_SET_ORDER)]:
         order = patch.pop(directive)
         if not isinstance(order, list):
-            raise _server_error(_bad_arg_type(_GO_SLICE, order))
+            raise _server_error(_bad_arg_type(GO_SLICE, order))
         key = _directive_target(directive, _SET_ORDER, _ERR_SET_ORDER)
         in_original, in_patch = key in original, key in patch
         current, patch_list = original.get(key), patch.get(key)
         for found, value in ((in_original, current), (in_patch, patch_list)):
             if found and not isinstance(value, list):
-                raise _server_error(_bad_arg_type(_GO_SLICE, value))
+                raise _server_error(_bad_arg_type(GO_SLICE, value))
         meta = _field_meta(node, key)
         _check_order(patch_list or [], order, meta.merge_key)
         if in_original and in_patch:
@@ -480,13 +465,13 @@ def _check_order(patch_list: list, order: list, merge_key: str) -> None:
             i += 1
         j += 1
     if i < len(kept) and j >= len(order):
-        raise _server_error(f"The order in patch list:\n{_go_value(patch_list)}\n doesn't match "
-                            f"{_SET_ORDER} list:\n{_go_value(order)}\n")
+        raise _server_error(f"The order in patch list:\n{go_v(patch_list)}\n doesn't match "
+                            f"{_SET_ORDER} list:\n{go_v(order)}\n")
 
 
 def _is_delete_element(item: Any) -> bool:
     if not isinstance(item, dict):
-        raise _server_error(_bad_arg_type(_GO_MAP, item))
+        raise _server_error(_bad_arg_type(GO_MAP, item))
     return item.get(_DIRECTIVE) == _DELETE
 
 
@@ -495,7 +480,7 @@ def _merge_key_equal(left: Any, right: Any, merge_key: str) -> bool:
         return _key(left) == _key(right)
     for item in (left, right):
         if not isinstance(item, dict):
-            raise _server_error(_bad_arg_type(_GO_MAP, item))
+            raise _server_error(_bad_arg_type(GO_MAP, item))
         if merge_key not in item:
             raise _server_error(_no_merge_key(item, merge_key))
     return _key(left[merge_key]) == _key(right[merge_key])
@@ -589,7 +574,7 @@ def _partition(items: list, present_in: list, merge_key: str) -> tuple[list, lis
     others: list = []
     for item in items:
         if not isinstance(item, dict):
-            raise _server_error(_bad_arg_type(_GO_MAP, item))
+            raise _server_error(_bad_arg_type(GO_MAP, item))
         if merge_key not in item:
             raise _server_error(_no_merge_key(item, merge_key))
         if _key(item[merge_key]) in wanted:
@@ -631,7 +616,7 @@ def _sort_by(items: list, order: list, merge_key: str, kind: type) -> list:
     if kind is dict:
         for item in items + order:  # validateMergeKeyInLists
             if not isinstance(item, dict):
-                raise _server_error(_bad_arg_type(_GO_MAP, item))
+                raise _server_error(_bad_arg_type(GO_MAP, item))
             if merge_key not in item:
                 raise _server_error(_no_merge_key(item, merge_key))
         deleted = [item for item in items if item.get(_DIRECTIVE) == _DELETE]
@@ -664,7 +649,7 @@ def _element_type(original: list, patch: list, *, required: bool) -> type | None
             if found is list:
                 raise _unprocessable()  # mergepatch.ErrNoListOfLists
         elif type(item) is not found:
-            raise _server_error(f"list element types are not identical: {_go_value([original, patch])}")
+            raise _server_error(f"list element types are not identical: {go_v([original, patch])}")
     if found is None and required:
         raise _server_error("no elements in any of the given slices")
     return found
@@ -752,100 +737,12 @@ def _server_error(message: str) -> APIError:
 
 
 def _no_merge_key(item: dict, merge_key: str) -> str:
-    return f"map: {_go_value(item)} does not contain declared merge key: {merge_key}"
+    return f"map: {go_v(item)} does not contain declared merge key: {merge_key}"
 
 
 def _bad_patch_type(directive: Any, item: dict) -> str:
-    return f"unknown patch type: {_go_format(directive, 's')} in map: {_go_value(item)}"
+    return f"unknown patch type: {go_format(directive, 's')} in map: {go_v(item)}"
 
 
 def _bad_arg_type(expected: str, actual: Any) -> str:
-    return f"expected a {expected}, but received a {_go_type(actual)}"
-
-
-def _go_type(value: Any) -> str:
-    """reflect.TypeOf(value).String() for decoded JSON, as `%s` prints it."""
-    if value is None:
-        return "%!s(<nil>)"
-    names = {dict: _GO_MAP, list: _GO_SLICE, str: "string", bool: "bool", int: "int64", float: "float64"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _go_value(value: Any) -> str:
-    """fmt's `%v` of decoded JSON: `map[a:1 b:[x y]]`, keys sorted."""
-    return _go_format(value, "v")
-
-
-def _go_format(value: Any, verb: str) -> str:
-    if isinstance(value, dict):
-        members = (f"{_go_format(k, verb)}:{_go_format(value[k], verb)}" for k in sorted(value))
-        return "map[" + " ".join(members) + "]"
-    if isinstance(value, list):
-        return "[" + " ".join(_go_format(item, verb) for item in value) + "]"
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return "<nil>" if verb == "v" else "%!s(<nil>)"
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, float):
-        text = _go_float(value)
-    else:
-        text = str(value)
-    return text if verb == "v" else f"%!s({_go_type(value)}={text})"
-
-
-def _go_float(value: float) -> str:
-    """strconv.FormatFloat(f, 'g', -1, 64): shortest digits, exponent form from 1e+06 or below 1e-04."""
-    if value != value or value in (float("inf"), float("-inf")):
-        return {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}[repr(value)]
-    if value == 0:
-        return "0"
-    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
-    mantissa = "".join(map(str, digits))
-    point = len(mantissa) + exponent  # digits before the decimal point
-    prefix = "-" if sign else ""
-    if point - 1 < -4 or point - 1 >= 6:
-        tail = f".{mantissa[1:]}" if len(mantissa) > 1 else ""
-        exp = point - 1
-        return f"{prefix}{mantissa[0]}{tail}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-    if point <= 0:
-        return f"{prefix}0.{'0' * -point}{mantissa}"
-    if point >= len(mantissa):
-        return f"{prefix}{mantissa}{'0' * (point - len(mantissa))}"
-    return f"{prefix}{mantissa[:point]}.{mantissa[point:]}"
-
-
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-               "\\": "\\\\"}
-
-
-def _go_quote(text: str) -> str:
-    """strconv.Quote (fmt's `%q`)."""
-    out = []
-    for char in text:
-        if char == '"':
-            out.append('\\"')
-        elif char in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[char])
-        elif char.isprintable():
-            out.append(char)
-        elif ord(char) < 0x80:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) <= 0xFFFF:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    return '"' + "".join(out) + '"'
-
-
-def _go_quote_char(char: str) -> str:
-    """encoding/json's quoteChar: the offending byte, quoted."""
-    if char == "'":
-        return "'\\''"
-    if char == '"':
-        return "'\"'"
-    first = char.encode("utf-8")[0]
-    if first >= 0x80:  # Go reports the first byte of a multi-byte character
-        return f"'\\x{first:02x}'"
-    return "'" + _go_quote(chr(first))[1:-1] + "'"
+    return f"expected a {expected}, but received a {go_type(actual)}"

@@ -22,7 +22,8 @@ from typing import Any
 
 from boxkube.apiserver import errors
 from boxkube.apiserver.resources import RESOURCES
-from boxkube.apiserver.validation import go_quote
+from boxkube.apiserver.gofmt import go_quote
+from boxkube.apiserver.validation import is_label_value, is_qualified_name
 
 
 # --------------------------------------------------------------------------
@@ -47,80 +48,6 @@ def _aggregate(messages: list[str]) -> str:
     """utilerrors.NewAggregate(...).Error(): one message bare, several deduplicated in brackets."""
     unique = list(dict.fromkeys(messages))
     return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
-
-
-# --------------------------------------------------------------------------
-# Label key / value validation (k8s.io/apimachinery/pkg/api/validate/content)
-# --------------------------------------------------------------------------
-
-_LABEL_KEY_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_KEY_RE = re.compile(f"^{_LABEL_KEY_FMT}$")
-_LABEL_KEY_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', "
-                  "and must start and end with an alphanumeric character")
-_LABEL_VALUE_FMT = f"({_LABEL_KEY_FMT})?"
-_LABEL_VALUE_RE = re.compile(f"^{_LABEL_VALUE_FMT}$")
-_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, "
-                    "'-', '_' or '.', and must start and end with an alphanumeric character")
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_SUBDOMAIN_RE = re.compile(f"^{_DNS1123_SUBDOMAIN_FMT}$")
-_DNS1123_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-                          "'-' or '.', and must start and end with an alphanumeric character")
-
-
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    # Upstream really renders "(e.g. 'a',  or 'b', ...": keep the double space.
-    if not examples:
-        return f"{msg} (regex used for validation is '{fmt}')"
-    listed = " or ".join(f"'{e}', " for e in examples)
-    return f"{msg} (e.g. {listed}regex used for validation is '{fmt}')"
-
-
-def _max_len_error(n: int) -> str:
-    return f"must be no more than {n} bytes"
-
-
-def _dns1123_subdomain_errors(value: str) -> list[str]:
-    errs = []
-    if len(value.encode()) > 253:
-        errs.append(_max_len_error(253))
-    if not _DNS1123_SUBDOMAIN_RE.match(value):
-        errs.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
-
-
-def label_key_errors(key: str) -> list[str]:
-    """content.IsLabelKey: an optional DNS-subdomain prefix, '/', and a name."""
-    parts = key.split("/")
-    errs: list[str] = []
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            errs.append("prefix part must be non-empty")
-        else:
-            errs.extend("prefix part " + m for m in _dns1123_subdomain_errors(prefix))
-    else:
-        return ["a valid label key " + _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    if not name:
-        errs.append("name part must be non-empty")
-    elif len(name.encode()) > 63:
-        errs.append("name part " + _max_len_error(63))
-    if not _LABEL_KEY_RE.match(name):
-        errs.append("name part " + _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc"))
-    return errs
-
-
-def label_value_errors(value: str) -> list[str]:
-    """content.IsLabelValue: empty, or up to 63 alphanumerics with inner '-', '_', '.'."""
-    errs = []
-    if len(value.encode()) > 63:
-        errs.append(_max_len_error(63))
-    if not _LABEL_VALUE_RE.match(value):
-        errs.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errs
 
 
 # --------------------------------------------------------------------------
@@ -197,7 +124,7 @@ def new_requirement(key: str, op: Operator, values: Iterable[str], path: str = "
     vals = list(values)
     prefix = f"{path}." if path else ""
     problems: list[str] = []
-    key_errs = label_key_errors(key)
+    key_errs = is_qualified_name(key)
     if key_errs:
         problems.append(_invalid(prefix + "key", key, "; ".join(key_errs)))
     values_path = prefix + "values"
@@ -215,7 +142,7 @@ def new_requirement(key: str, op: Operator, values: Iterable[str], path: str = "
                 problems.append(_invalid(f"{values_path}[{i}]", v,
                                          "for 'Gt', 'Lt' operators, the value must be an integer"))
     for i, v in enumerate(vals):
-        value_errs = label_value_errors(v)
+        value_errs = is_label_value(v)
         if value_errs:
             problems.append(_invalid(f"{values_path}[{i}][{key}]", v, "; ".join(value_errs)))
     if problems:
@@ -398,7 +325,7 @@ class _Parser:
             tok, lit = self._next()
         if tok is not _Tok.IDENT:
             raise _SelectorError(f"found '{lit}', expected: identifier")
-        key_errs = label_key_errors(lit)
+        key_errs = is_qualified_name(lit)
         if key_errs:
             # the parser validates with a nil field path, which Go prints as "<nil>"
             raise _SelectorError(_invalid("<nil>", lit, "; ".join(key_errs)))

@@ -45,11 +45,11 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Callable, Iterable, Mapping
 
 from boxkube.apiserver import schema
+from boxkube.apiserver.gofmt import Ordered, go_float, go_json, go_quote, json_kind
 from boxkube.apiserver.errors import APIError, bad_request, invalid
 
 Cause = dict[str, str]
@@ -58,77 +58,6 @@ Obj = dict[str, Any]
 # --------------------------------------------------------------------------
 # Field errors (k8s.io/apimachinery/pkg/util/validation/field/errors.go)
 # --------------------------------------------------------------------------
-
-_PLAIN_ASCII = re.compile(r'^[ !#-\[\]-~]*$')  # printable ASCII without '"' and '\'
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
-
-
-def go_quote(text: str) -> str:
-    """Go's strconv.Quote (`%q`): printable Unicode stays, the rest is escaped."""
-    if _PLAIN_ASCII.match(text):
-        return f'"{text}"'
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x7F or ch.isprintable():
-            out.append(ch)
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-class Ordered(dict):
-    """A dict printed as JSON in insertion order: a Go struct keeps its field order, a Go map is sorted."""
-
-
-def _go_json_scalar(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))  # encoding/json prints 3.0 as 3
-    text = json.dumps(value, ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def go_json(value: Any) -> str:
-    """Go's json.Marshal: compact, map keys sorted (Ordered keeps struct order), <, > and & escaped."""
-    if isinstance(value, dict):
-        items = value.items() if isinstance(value, Ordered) else sorted(value.items())
-        return "{" + ",".join(f"{_go_json_scalar(str(k))}:{go_json(v)}" for k, v in items) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(go_json(v) for v in value) + "]"
-    return _go_json_scalar(value)
-
-
-def go_float(value: float) -> str:
-    """Go's `%v` for a float64: shortest digits, %e when the exponent is < -4 or >= 21... or 6."""
-    if value != value:
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == 0:
-        return "-0" if math.copysign(1.0, value) < 0 else "0"
-    sign = "-" if value < 0 else ""
-    parts = Decimal(repr(abs(value))).normalize().as_tuple()
-    digits = "".join(map(str, parts.digits))
-    point = len(digits) + int(parts.exponent)  # digits before the decimal point
-    exponent = point - 1
-    if exponent < -4 or exponent >= 6:  # strconv 'g' with the shortest precision decides with 6
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-    if point <= 0:
-        return f"{sign}0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return f"{sign}{digits}{'0' * (point - len(digits))}"
-    return f"{sign}{digits[:point]}.{digits[point:]}"
-
 
 def go_value(value: Any) -> str:
     """A bad value as field.Error prints it: simple types plainly, strings %q, the rest as JSON."""
@@ -836,19 +765,8 @@ def _go_context(path: list[_Seg]) -> tuple[str, str]:
     return struct, ".".join(fields)
 
 
-def _json_kind(value: Any) -> str:
-    """The word encoding/json uses for a JSON value."""
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "object" if isinstance(value, dict) else "array"
-
-
 def _openapi_kind(value: Any) -> str:
-    kind = _json_kind(value)
+    kind = json_kind(value)
     if kind == "bool":
         return "boolean"
     if kind == "number":
@@ -878,7 +796,7 @@ class _Walker:
 
     def type_error(self, node: Node, value: Any, go_kind: str | None = None) -> None:
         struct, fields = _go_context(self.path)
-        go_kind = go_kind or _json_kind(value)
+        go_kind = go_kind or json_kind(value)
         if struct or fields:
             message = f"json: cannot unmarshal {go_kind} into Go struct field {struct}.{fields} of type {node.go_type}"
         else:
@@ -993,7 +911,7 @@ class _Walker:
         # IntOrString.UnmarshalJSON decodes anything but a string into an int32, with no context.
         if isinstance(value, int) and not isinstance(value, bool) and -(1 << 31) <= value < (1 << 31):
             return
-        kind = f"number {value!r}" if isinstance(value, (int, float)) and not isinstance(value, bool) else _json_kind(value)
+        kind = f"number {value!r}" if isinstance(value, (int, float)) and not isinstance(value, bool) else json_kind(value)
         self.custom_error(value, f"json: cannot unmarshal {kind} into Go value of type int32", fatal=True)
 
     def _quantity(self, node: Node, value: Any) -> None:
@@ -1004,7 +922,7 @@ class _Walker:
 
     def _time(self, node: Node, value: Any) -> None:
         if not isinstance(value, str):
-            self.custom_error(value, f"json: cannot unmarshal {_json_kind(value)} into Go value of type string", True)
+            self.custom_error(value, f"json: cannot unmarshal {json_kind(value)} into Go value of type string", True)
             return
         message = go_time_error(value)
         if message:
