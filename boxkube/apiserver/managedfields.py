@@ -40,7 +40,7 @@ from typing import Any, Iterable
 import yaml
 
 from boxkube.apiserver import schema
-from boxkube.apiserver.gofmt import go_type, go_v
+from boxkube.apiserver.gofmt import GO_MAP, go_type, go_v, json_kind
 from boxkube.apiserver.errors import APIError, bad_request, field_cause, invalid
 
 log = logging.getLogger(__name__)
@@ -1437,9 +1437,8 @@ def decode_apply_patch(body: bytes | str) -> dict[str, Any]:
     if value is None:
         value = {}
     if not isinstance(value, dict):
-        kind = {list: "array", str: "string", bool: "bool"}.get(type(value), "number")
         raise bad_request("error decoding YAML: error unmarshaling JSON: while decoding JSON: json: "
-                          f"cannot unmarshal {kind} into Go value of type map[string]interface {{}}")
+                          f"cannot unmarshal {json_kind(value)} into Go value of type {GO_MAP}")
     return _jsonable(value)
 
 

@@ -17,7 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from boxkube.cluster.errors import ClusterError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from boxkube.cluster.files import write_text_atomic
 
 CA_NAME = "boxkube-ca"
@@ -39,44 +43,47 @@ def serving_certificate_files(folder: Path) -> ServingCertificates:
     return ServingCertificates(ca_cert=folder / "ca.crt", cert=folder / "apiserver.crt", key=folder / "apiserver.key")
 
 
-def generate_serving_certificates(
-    folder: Path, hosts: Sequence[str] = DEFAULT_HOSTS, valid_days: int = 3650
-) -> ServingCertificates:
-    """Make a CA and a serving certificate for `hosts` (IP addresses or DNS names) in `folder`."""
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-    except ImportError:
-        raise ClusterError("TLS needs the 'cryptography' Python package (pip install cryptography)") from None
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=valid_days)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME)])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
+def _sign(subject: x509.Name, issuer: x509.Name, public_key, signing_key, start: datetime.datetime,
+          end: datetime.datetime, *, ca: bool, extensions: Sequence[x509.ExtensionType] = ()) -> x509.Certificate:
+    """A certificate with the key usages of a CA (`ca=True`) or of a TLS end entity, plus `extensions`."""
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(ca_subject)
-        .issuer_name(ca_subject)
-        .public_key(ca_key.public_key())
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
                 encipher_only=False, decipher_only=False,
             ),
             critical=True,
         )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
     )  # fmt: skip
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def _common_name(name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+
+
+def generate_serving_certificates(
+    folder: Path, hosts: Sequence[str] = DEFAULT_HOSTS, valid_days: int = 3650
+) -> ServingCertificates:
+    """Make a CA and a serving certificate for `hosts` (IP addresses or DNS names) in `folder`."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=valid_days)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _common_name(CA_NAME)
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = _sign(ca_name, ca_name, ca_key.public_key(), ca_key, start, end, ca=True, extensions=[ca_ski])
 
     names: list[x509.GeneralName] = []
     for host in hosts:
@@ -85,28 +92,11 @@ def generate_serving_certificates(
         except ValueError:
             names.append(x509.DNSName(host))
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, APISERVER_NAME)]))
-        .issuer_name(ca_subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
+    cert = _sign(_common_name(APISERVER_NAME), ca_name, key.public_key(), ca_key, start, end, ca=False, extensions=[
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+        x509.SubjectAlternativeName(names),
+        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+    ])
 
     pem = serialization.Encoding.PEM
     key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
