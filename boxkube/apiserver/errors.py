@@ -66,9 +66,9 @@ def conflict(resource: str, name: str, group: str = "", why: str | None = None) 
 
 def invalid(kind: str, name: str, causes: list[dict[str, str]], group: str = "") -> APIError:
     """422 with one cause per field, each `{"reason","message","field"}` as upstream."""
-    listed = ", ".join(f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes)
-    if len(causes) > 1:
-        listed = f"[{listed}]"
+    # field.ErrorList.ToAggregate: the message lists each distinct error once; causes keep them all.
+    lines = list(dict.fromkeys(f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes))
+    listed = lines[0] if len(lines) == 1 else f"[{', '.join(lines)}]"
     qkind = f"{kind}.{group}" if group else kind
     details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
     if group:

@@ -847,3 +847,11 @@ def _slots(obj, out=None):
         out.append((obj, k))
         _slots(value, out)
     return out
+
+
+def test_invalid_lists_each_distinct_error_once_in_the_message():
+    from boxkube.apiserver.errors import field_cause, invalid
+    same = field_cause("metadata.name", "Required value", "FieldValueRequired")
+    err = invalid("Pod", "p", [same, dict(same)])
+    assert err.status()["message"] == 'Pod "p" is invalid: metadata.name: Required value'
+    assert len(err.status()["details"]["causes"]) == 2
