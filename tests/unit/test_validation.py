@@ -6,6 +6,7 @@ import copy
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from boxkube.api.quantity import QuantityError, parse_quantity
 from boxkube.apiserver import validation as v
 
 POD = "io.k8s.api.core.v1.Pod"
@@ -214,14 +215,14 @@ def test_ports_and_keys():
                                             ("1024Mi", "1Gi"), ("1.5Gi", "1536Mi"), ("512", "512"), ("1500", "1500"),
                                             ("12000", "12k"), ("1e3", "1e3"), ("0.1n", "1n"), ("-1", "-1"), ("0", "0")])
 def test_quantities_parse_and_print_canonically(text, canonical):
-    assert str(v.parse_quantity(text)) == canonical
+    assert str(parse_quantity(text)) == canonical
 
 
 @pytest.mark.parametrize("text,message", [("128MB", QUANTITY_MSG), ("1.5.5", QUANTITY_MSG), ("", QUANTITY_MSG),
                                           ("1K", "unable to parse quantity's suffix")])
 def test_bad_quantities(text, message):
-    with pytest.raises(v.QuantityError) as err:
-        v.parse_quantity(text)
+    with pytest.raises(QuantityError) as err:
+        parse_quantity(text)
     assert str(err.value) == message
 
 
