@@ -9,6 +9,7 @@ from pathlib import Path
 import boxkube
 from boxkube.cli.context import Context
 from boxkube.cluster.binaries import kubectl_binary
+from boxkube.cluster.config import load_config
 from boxkube.cluster.create import create_cluster
 from boxkube.cluster.delete import delete_cluster
 from boxkube.cluster.errors import ClusterError
@@ -29,10 +30,14 @@ def _name_flag(name: str) -> str:
 
 
 def create_cluster_command(args: argparse.Namespace, ctx: Context) -> int:
+    config = load_config(Path(args.config)) if args.config else None
+    if config and config.nodes and args.nodes is not None:
+        raise ClusterError("give the nodes either with --nodes or in --config, not both")
     spec = ClusterSpec(
-        name=validate_cluster_name(args.name),
+        name=validate_cluster_name(args.name or (config and config.name) or DEFAULT_CLUSTER_NAME),
         provider=args.provider,
-        nodes=args.nodes,
+        nodes=config.worker_count() if config and config.nodes else args.nodes,
+        config=config,
         kubeconfig=_path(args.kubeconfig),
         wait=args.wait,
         retain=args.retain,

@@ -69,7 +69,10 @@ def _name(parser: argparse.ArgumentParser) -> None:
 
 
 def _create_cluster_flags(parser: argparse.ArgumentParser) -> None:
-    _name(parser)
+    # No default here: a name in --config counts when --name is not given.
+    parser.add_argument("--name", help=f"cluster name (default: the config's, else {DEFAULT_CLUSTER_NAME})")
+    parser.add_argument("--config", metavar="FILE",
+                        help="cluster config file (apiVersion: boxkube.dev/v1alpha1, kind: Cluster)")
     parser.add_argument(
         "--provider",
         choices=PROVIDER_NAMES,

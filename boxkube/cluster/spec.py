@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from boxkube.cluster.config import ClusterConfig
 from boxkube.cluster.names import DEFAULT_CLUSTER_NAME
 
 DEFAULT_WAIT_SECONDS = 60.0
@@ -24,6 +25,8 @@ class ClusterSpec:
     wait: float = DEFAULT_WAIT_SECONDS
     # Keep what was made when creation fails, for debugging.
     retain: bool = False
+    # The --config file: node labels/taints/capacity, networking, control-loop timings.
+    config: ClusterConfig | None = None
 
 
 def format_seconds(seconds: float) -> str:

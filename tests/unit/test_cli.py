@@ -581,3 +581,43 @@ def test_local_provider_with_tls_passes_certificates_and_writes_ca_data(env: dic
     cdir.save(state)
     cluster = provider.kubeconfig("secure")["clusters"][0]["cluster"]
     assert cluster["certificate-authority-data"] == certificate_authority_data(files.ca_cert)
+
+
+# -- the cluster config file ----------------------------------------------------
+
+
+def test_bad_config_file_is_one_line_and_creates_nothing(boxkube: Runner, env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text("apiVersion: boxkube.dev/v1alpha1\nkind: Cluster\ntimings: {podEvictionTimeout: soon}\n")
+    result = boxkube("create", "cluster", "--provider", "local", "--config", str(config))
+    assert result.code == 1
+    assert result.err.startswith(f"ERROR: {config}: timings.podEvictionTimeout: invalid duration")
+    assert len(result.err.splitlines()) == 1
+    missing = boxkube("create", "cluster", "--config", str(tmp_path / "nope.yaml"))
+    assert missing.code == 1 and "cannot read cluster config" in missing.err
+    assert not Path(env["BOXKUBE_HOME"], "clusters").exists() or not any(Path(env["BOXKUBE_HOME"], "clusters").iterdir())
+
+
+def test_nodes_come_from_the_flag_or_the_config_not_both(boxkube: Runner, tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text("apiVersion: boxkube.dev/v1alpha1\nkind: Cluster\nnodes: [{role: worker}]\n")
+    result = boxkube("create", "cluster", "--provider", "local", "--nodes", "0", "--config", str(config))
+    assert result.code == 1 and "either with --nodes or in --config" in result.err
+
+
+def test_config_names_the_cluster_and_sets_the_service_subnet(
+    boxkube: Runner, env: dict[str, str], tmp_path: Path, no_leftover_processes: None
+) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text("apiVersion: boxkube.dev/v1alpha1\nkind: Cluster\nname: fromconfig\n"
+                      "networking: {serviceSubnet: 10.123.0.0/16}\n")
+    created = boxkube("create", "cluster", "--provider", "local", "--config", str(config),
+                      "--kubeconfig", str(tmp_path / "kubeconfig"))
+    assert created.code == 0, created.err
+    try:
+        svc = boxkube("kubectl", "--name", "fromconfig", "--", "get", "svc", "kubernetes", "-o",
+                      "jsonpath={.spec.clusterIP}")
+        assert svc.code == 0, svc.err
+        assert svc.out == "10.123.0.1"
+    finally:
+        assert boxkube("delete", "cluster", "--name", "fromconfig").code == 0

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import boxkube
+from boxkube.cluster.config import Networking
 from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.etcd import HOST, start_etcd, wait_for_etcd
 from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig
@@ -86,11 +87,12 @@ class LocalProvider:
         cdir = cluster_dir(self.home, spec.name)
         state = cdir.load()
         deadline = time.monotonic() + spec.wait
+        networking = spec.config.networking if spec.config else Networking()
         run_steps(
             [
                 Step("Generating credentials", lambda: self.generate_credentials(cdir, state)),
                 Step("Starting etcd", lambda: self._start_etcd(cdir, state, deadline)),
-                Step("Starting API server", lambda: self._start_apiserver(cdir, state)),
+                Step("Starting API server", lambda: self._start_apiserver(cdir, state, networking)),
                 Step(
                     f"Waiting up to {format_seconds(spec.wait)} for the API server to be ready",
                     lambda: self._wait_for_apiserver(state, deadline),
@@ -161,23 +163,25 @@ class LocalProvider:
         cdir.save(state)
         wait_for_etcd(server, deadline)
 
-    def apiserver_argv(self, cdir: ClusterDir, etcd_url: str, port: int) -> list[str]:
+    def apiserver_argv(self, cdir: ClusterDir, etcd_url: str, port: int,
+                       networking: Networking = Networking()) -> list[str]:
         argv = [
             *self.apiserver_command,
             "--etcd-servers", etcd_url,
             "--bind-address", HOST,
             "--port", str(port),
             "--token-file", str(cdir.token_file),
+            "--service-cluster-ip-range", networking.service_subnet,
         ]  # fmt: skip
         if self.tls:
             files = serving_certificate_files(cdir.pki_dir)
             argv += ["--tls-cert-file", str(files.cert), "--tls-private-key-file", str(files.key)]
         return argv
 
-    def _start_apiserver(self, cdir: ClusterDir, state: ClusterState) -> None:
+    def _start_apiserver(self, cdir: ClusterDir, state: ClusterState, networking: Networking) -> None:
         etcd_port = state.ports["etcd"]
         port = free_port(HOST)
-        argv = self.apiserver_argv(cdir, f"http://{HOST}:{etcd_port}", port)
+        argv = self.apiserver_argv(cdir, f"http://{HOST}:{etcd_port}", port, networking)
         record = start_detached(APISERVER, argv, cdir.log_file(APISERVER), cwd=cdir.root, env=self._process_env())
         state.processes[APISERVER] = record
         state.ports["apiserver"] = port
