@@ -57,8 +57,7 @@ def cluster(tmp_path_factory) -> Cluster:
 @pytest.fixture
 def namespace(cluster) -> str:
     name = f"t-{uuid.uuid4().hex[:8]}"
-    # `kubectl create namespace` sends protobuf, which boxkube does not decode yet (issue 2 note).
-    cluster.kubectl("apply", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
+    cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -150,7 +150,7 @@ class Handlers:
                             user_agent=request.headers.get("user-agent", ""))
 
     @staticmethod
-    async def body(request: Request, allowed: tuple[str, ...] = (codec.JSON, codec.YAML)) -> tuple[str, bytes]:
+    async def body(request: Request, allowed: tuple[str, ...] = codec.OBJECT_TYPES) -> tuple[str, bytes]:
         mt = codec.check_media_type(request.headers.get("content-type"), allowed)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > codec.MAX_BODY:

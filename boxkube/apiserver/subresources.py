@@ -37,7 +37,7 @@ async def scale(h: "Handlers", request: Request, t: "Target", method: str) -> Re
         return json_response(to_scale(await registry.get(t.rt, t.namespace, t.name)))
     if method not in ("PUT", "PATCH"):
         raise errors.method_not_allowed()
-    allowed = PATCH_TYPES if method == "PATCH" else (codec.JSON, codec.YAML)
+    allowed = PATCH_TYPES if method == "PATCH" else codec.OBJECT_TYPES
     mt, raw = await h.body(request, allowed)
     opts = h.write_options(request)
     body = codec.decode_body(mt, raw) if method == "PUT" else None
