@@ -303,7 +303,7 @@ class Registry:
         assert name, rt
         return name
 
-    def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
+    def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None, subresource: str = "") -> None:
         """Schema, metadata and per-kind rules (validation), then what only the strategy knows."""
         st, definition = self.strategy(rt), self.definition(rt)
         decode = validation.decode_error(definition, obj, rt.kind, rt.version)
@@ -312,7 +312,8 @@ class Registry:
         if old is None:
             causes = validation.validate(definition, obj, meta=True, namespaced=rt.namespaced) + st.validate(obj)
         else:
-            causes = validation.validate_update(definition, obj, old, namespaced=rt.namespaced) + st.validate_update(obj, old)
+            causes = validation.validate_update(definition, obj, old, namespaced=rt.namespaced, subresource=subresource) \
+                + st.validate_update(obj, old)
         if causes:
             meta = obj["metadata"]
             raise errors.invalid(rt.kind, meta.get("name") or meta.get("generateName", ""), causes, rt.group)
@@ -398,7 +399,7 @@ class Registry:
         st.default(new)
         if st.tracks_generation and _spec_of(new) != _spec_of(old):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
-        self._validate(rt, new, old)
+        self._validate(rt, new, old, subresource)
         if not tracked:
             new = self._track(rt, old, new, opts, subresource)
         meta = new["metadata"]

@@ -2308,14 +2308,14 @@ def _simple_diff(old: Any, new: Any, path: str) -> str:
     return "\n".join(lines)
 
 
-def _update_rules(kind: str, new: Obj, old: Obj) -> list[Cause]:
+def _update_rules(kind: str, new: Obj, old: Obj, subresource: str) -> list[Cause]:
     causes = immutable_changes(old, new, IMMUTABLE_FIELDS.get(kind, ()))
     if kind == "ConfigMap":
         causes += _immutable_data(new, old, ("data", "binaryData"))
     elif kind == "Secret":
         causes += _immutable_data(new, old, ("data",))
-    elif kind == "Pod":
-        causes += _pod_update(new, old)
+    elif kind == "Pod" and subresource != "binding":
+        causes += _pod_update(new, old)     # a binding sets spec.nodeName, which no pod update may
     return causes
 
 
@@ -2369,12 +2369,13 @@ def validate(definition_name: str, obj: Obj, *, meta: bool = False, namespaced: 
     return _merge(causes, findings.missing + findings.enum)
 
 
-def validate_update(definition_name: str, new: Obj, old: Obj, *, namespaced: bool | None = None) -> list[Cause]:
+def validate_update(definition_name: str, new: Obj, old: Obj, *, namespaced: bool | None = None,
+                    subresource: str = "") -> list[Cause]:
     """Causes of an update: metadata update rules, the object's own validity, immutable fields."""
     group, version, kind = _gvk(definition_name)
     causes = validate_object_meta_update(new.get("metadata"), old.get("metadata"))
     causes = _merge(causes, validate(definition_name, new, meta=True, namespaced=namespaced))
-    return causes + _update_rules(kind, new, old)
+    return causes + _update_rules(kind, new, old, subresource)
 
 
 def invalid_error(definition_name: str, obj: Obj, causes: list[Cause]) -> APIError:

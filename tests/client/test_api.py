@@ -125,8 +125,6 @@ async def test_status_and_scale_subresources(client, ns):
     assert (await client.get(DEPLOYMENTS, "d", ns))["spec"]["replicas"] == 3
 
 
-@pytest.mark.xfail(reason="API server: POST pods/NAME/binding fails 422 'pod updates may not change fields "
-                          "other than ...' because Registry._write validates the binding like a pod update")
 async def test_binding_subresource(client, ns):
     await client.create(PODS, pod("web"), ns)
     assert (await client.bind("web", ns, "node-1"))["status"] == "Success"
