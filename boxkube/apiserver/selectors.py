@@ -154,6 +154,18 @@ class _SelectorError(Exception):
     """A parse/validation failure carrying the exact upstream message (becomes a 400)."""
 
 
+def requirement_or_none(key: str, op: Operator, values: Iterable[str]) -> Requirement | None:
+    """new_requirement for callers that drop an invalid term instead of answering 400.
+
+    The scheduler's node affinity does this: upstream nodeaffinity ignores a
+    NodeSelectorTerm that labels.NewRequirement rejects.
+    """
+    try:
+        return new_requirement(key, op, values)
+    except _SelectorError:
+        return None
+
+
 @dataclass(frozen=True)
 class LabelSelector:
     """A parsed label selector: the AND of its requirements.

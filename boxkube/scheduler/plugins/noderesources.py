@@ -1,0 +1,68 @@
+"""NodeResourcesFit: requests must fit in allocatable minus what the node's pods already request;
+scored LeastAllocated (the emptier node wins), as upstream's default scoring strategy."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from boxkube.scheduler.framework import (
+    MAX_NODE_SCORE, CycleState, NodeInfo, Snapshot, Status, unschedulable,
+)
+from boxkube.scheduler.podinfo import PodInfo
+from boxkube.scheduler.resources import CPU, EPHEMERAL_STORAGE, MEMORY, PODS
+
+NAME = "NodeResourcesFit"
+TOO_MANY_PODS = "Too many pods"
+# LeastAllocated's default resources and weights (NodeResourcesFitArgs.ScoringStrategy)
+DEFAULT_SCORING_RESOURCES: Mapping[str, int] = {CPU: 1, MEMORY: 1}
+_NATIVE = (CPU, MEMORY, EPHEMERAL_STORAGE)
+
+
+def insufficient_resources(pod: PodInfo, node: NodeInfo) -> list[str]:
+    """fitsRequest: every reason the pod does not fit, pods count first."""
+    reasons = []
+    if len(node.pods) + 1 > node.allocatable.get(PODS, 0):
+        reasons.append(TOO_MANY_PODS)
+    requests = pod.resource.requests
+    # requests hold only cpu, memory, ephemeral-storage and scalar resources; upstream checks them in that order
+    for name in (*_NATIVE, *(n for n in requests if n not in _NATIVE)):
+        wanted = requests.get(name, 0)
+        if wanted > 0 and wanted > node.allocatable.get(name, 0) - node.requested.get(name, 0):
+            reasons.append(f"Insufficient {name}")
+    return reasons
+
+
+def least_requested_score(requested: int, capacity: int) -> int:
+    if capacity == 0 or requested > capacity:
+        return 0
+    return (capacity - requested) * MAX_NODE_SCORE // capacity
+
+
+class NodeResourcesFit:
+    name = NAME
+
+    def __init__(self, scoring_resources: Mapping[str, int] = DEFAULT_SCORING_RESOURCES):
+        self.scoring_resources = dict(scoring_resources)
+
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
+        reasons = insufficient_resources(pod, node)
+        return unschedulable(*reasons) if reasons else None
+
+    def pre_score(self, state: CycleState, pod: PodInfo, snapshot: Snapshot,
+                  nodes: Sequence[NodeInfo]) -> Status | None:
+        # scoring counts a container without requests as the defaults (100m, 200Mi)
+        state[NAME] = {CPU: pod.resource.non_zero_cpu, MEMORY: pod.resource.non_zero_memory,
+                       **{r: pod.resource.requests.get(r, 0) for r in self.scoring_resources if r not in (CPU, MEMORY)}}
+        return None
+
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        pod_requests = state[NAME]
+        total = weights = 0
+        for resource, weight in self.scoring_resources.items():
+            capacity = node.allocatable.get(resource, 0)
+            if capacity == 0:
+                continue  # a resource the node does not have is left out, weight included
+            on_node = node.non_zero_requested if resource in (CPU, MEMORY) else node.requested
+            requested = on_node.get(resource, 0) + pod_requests.get(resource, 0)
+            total += least_requested_score(requested, capacity) * weight
+            weights += weight
+        return total // weights if weights else 0
