@@ -12,18 +12,20 @@ from typing import Any
 class APIError(Exception):
     """A failed request; `status()` is the body the client receives."""
 
-    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None):
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None,
+                 metadata: dict[str, Any] | None = None):
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
+        self.metadata = metadata or {}     # the Status's ListMeta (a fresh continue token on a 410)
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.metadata),
             "status": "Failure",
             "message": self.message,
             "code": self.code,
@@ -89,8 +91,8 @@ def forbidden(resource: str, name: str, why: str, group: str = "") -> APIError:
     return APIError(403, "Forbidden", f"{target} is forbidden: {why}", _details(name, resource, group))
 
 
-def expired(message: str) -> APIError:
-    return APIError(410, "Expired", message)
+def expired(message: str, continue_token: str = "") -> APIError:
+    return APIError(410, "Expired", message, metadata={"continue": continue_token} if continue_token else None)
 
 
 def method_not_allowed(message: str = "the server does not allow this method on the requested resource") -> APIError:

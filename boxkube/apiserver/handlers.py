@@ -164,6 +164,7 @@ class Handlers:
 
     async def dispatch(self, request: Request, t: Target) -> Response:
         method = request.method
+        _accept_as(request)     # 406 before anything is done, as upstream negotiates the output first
         if t.subresource:
             return await self._subresource(request, t, method)
         if not t.name:
@@ -242,7 +243,8 @@ class Handlers:
                 details["group"] = t.rt.group
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "details": details})
-        status = 202 if not removed and options.get("propagationPolicy") == "Foreground" else 200
+        # Upstream answers 202 only to the legacy orphanDependents=false, not to propagationPolicy.
+        status = 202 if not removed and options.get("orphanDependents") is False else 200
         return json_response(self._shape(request, t.rt, obj), status)
 
     async def delete_collection(self, request: Request, t: Target) -> Response:
@@ -332,11 +334,12 @@ class Handlers:
                     yield self._bookmark(t.rt, str(start), initial_end=True)
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + timeout
+                next_bookmark = self._next_bookmark(loop.time(), deadline) if bookmarks else None
                 while True:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         return
-                    wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                    wait = remaining if next_bookmark is None else max(0.0, min(remaining, next_bookmark - loop.time()))
                     try:
                         change = await sub.next(wait)
                     except Compacted as e:
@@ -345,8 +348,9 @@ class Handlers:
                     except EOFError:
                         return
                     if change is None:
-                        if bookmarks and loop.time() < deadline:
+                        if next_bookmark is not None and loop.time() >= next_bookmark:
                             yield self._bookmark(t.rt, str(sub.revision))
+                            next_bookmark = self._next_bookmark(loop.time(), deadline)
                         continue
                     line = self._event_line(change, match, encode, as_)
                     if line:
@@ -392,6 +396,12 @@ class Handlers:
             gone["metadata"] = dict(gone["metadata"], resourceVersion=str(change.revision))
             return encode("DELETED", gone)
         return None
+
+    def _next_bookmark(self, now: float, deadline: float) -> float | None:
+        """Every bookmark interval, and last 2 s before the deadline, so a client that re-watches on
+        timeout resumes from a fresh resourceVersion (upstream cacheWatcher.nextBookmarkTime)."""
+        at = min(now + self.bookmark_interval, deadline - 2)
+        return at if at > now else None     # strictly: uvloop's clock ticks in milliseconds
 
     @staticmethod
     def _bookmark(rt: ResourceType, rv: str, initial_end: bool = False) -> bytes:

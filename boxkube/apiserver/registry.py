@@ -36,6 +36,8 @@ Obj = dict[str, Any]
 # Fields of ObjectMeta that only the server sets; a client's values are ignored.
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"   # upstream's: no vowels, no look-alikes
+# The finalizer through which the garbage collector carries out each non-background propagation policy.
+_GC_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
 _LIST_BATCH = 500
 _UPDATE_RETRIES = 16
 
@@ -85,10 +87,11 @@ def encode_continue(revision: int, start: str) -> str:
 
 
 def decode_continue(token: str) -> tuple[int, str]:
+    """(revision, start key); revision -1 (from a 410's fresh token) continues at the newest revision."""
     try:
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         revision, start = int(raw["rv"]), str(raw["start"])
-        if raw.get("v") != "meta.k8s.io/v1" or revision <= 0:
+        if raw.get("v") != "meta.k8s.io/v1" or revision == 0 or revision < -1:
             raise ValueError
         return revision, start
     except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError):
@@ -131,9 +134,16 @@ class Registry:
                 if change.type == "DELETE":
                     self._namespaces.pop(name, None)
                 else:
-                    self._namespaces[name] = change.obj
+                    self._index_namespace(change.obj)
         finally:
             sub.close()
+
+    def _index_namespace(self, ns: Obj) -> None:
+        """Keep the newer of what the index has and `ns` (a delete puts its mark here before the watch does)."""
+        name = ns["metadata"]["name"]
+        known = self._namespaces.get(name)
+        if known is None or int(known["metadata"]["resourceVersion"]) <= int(ns["metadata"]["resourceVersion"]):
+            self._namespaces[name] = ns
 
     # -- reads ----------------------------------------------------------------
 
@@ -152,6 +162,7 @@ class Registry:
         if continue_token:
             revision, rest = decode_continue(continue_token)
             start = prefix + rest
+            revision = max(revision, 0)
         elif resource_version and resource_version_match == "Exact":
             revision = self._parse_rv(resource_version)
         items: list[Obj] = []
@@ -172,10 +183,16 @@ class Registry:
                     break
                 start = page.items[-1].key + "\0"
         except Compacted:
+            # Upstream's etcd3 store: a continue past compaction gets a token that goes on at the
+            # newest revision (-1), and a message saying the result would be inconsistent.
             if continue_token:
-                raise errors.expired("The provided continue parameter is too old to display a consistent list result. "
-                                     "You can start a new list without the continue parameter.")
-            raise errors.expired(f"too old resource version: {revision} ({self.store.compacted_revision})")
+                raise errors.expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start "
+                    "a new list without the continue parameter, or use the continue token in this response to "
+                    "retrieve the remainder of the results. Continuing with the provided token results in an "
+                    "inconsistent list - objects that were created, modified, or deleted between the time the first "
+                    "chunk was returned and now may show up in the list.", encode_continue(-1, start[len(prefix):]))
+            raise errors.expired("The resourceVersion for the provided list is too old.")
         for obj in items:   # list items carry no kind/apiVersion (the list has them)
             obj.pop("kind", None)
             obj.pop("apiVersion", None)
@@ -262,7 +279,8 @@ class Registry:
                 raise
             meta["resourceVersion"] = str(revision)
             return obj
-        raise errors.APIError(500, "AlreadyExists", f"could not generate a unique name from {meta['generateName']!r}")
+        # Every generated name was taken: upstream (RetryGenerateName) answers the last AlreadyExists.
+        raise errors.already_exists(rt.plural, meta["name"], rt.group)
 
     def _check_type(self, rt: ResourceType, obj: Obj) -> None:
         if not isinstance(obj, dict):
@@ -385,16 +403,13 @@ class Registry:
         st = self.strategy(rt)
         meta, old_meta = _meta(new), old["metadata"]
         for key in _SERVER_META + ("name", "namespace"):
+            if key == "uid" and meta.get("uid"):
+                continue     # a uid the client sends must be the object's: validation refuses another (422)
             if key in old_meta:
                 meta[key] = old_meta[key]
             else:
                 meta.pop(key, None)
         meta["resourceVersion"] = old_meta["resourceVersion"]
-        if old_meta.get("deletionTimestamp"):
-            added = set(meta.get("finalizers") or ()) - set(old_meta.get("finalizers") or ())
-            if added:
-                raise errors.forbidden(rt.plural, meta["name"], "no new finalizers can be added if the object is being deleted, "
-                                       f"found new finalizers {sorted(added)!r}", rt.group)
         st.prepare_for_update(new, old)
         st.default(new)
         if st.tracks_generation and _spec_of(new) != _spec_of(old):
@@ -520,6 +535,7 @@ class Registry:
                 raise errors.not_found(rt.plural, name, rt.group)
             obj = decode(kv.value, kv.mod_revision)
             meta = obj["metadata"]
+            st.check_delete(obj)
             if pre.get("uid") and pre["uid"] != meta.get("uid"):
                 raise errors.conflict(rt.plural, name, rt.group,
                                       f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta.get('uid')}")
@@ -528,11 +544,11 @@ class Registry:
                                       f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                                       f"ResourceVersion in object meta: {meta['resourceVersion']}")
             finalizers = list(meta.get("finalizers") or [])
-            for policy_name, finalizer in (("Orphan", "orphan"), ("Foreground", "foregroundDeletion")):
-                if policy == policy_name and finalizer not in finalizers:
-                    finalizers.append(finalizer)
-            if policy == "Background":
-                finalizers = [f for f in finalizers if f not in ("orphan", "foregroundDeletion")]
+            if policy is not None:
+                # A policy replaces the garbage collector's finalizers with its own (none for Background).
+                finalizers = [f for f in finalizers if f not in _GC_FINALIZERS.values()]
+                if policy in _GC_FINALIZERS:
+                    finalizers.append(_GC_FINALIZERS[policy])
             grace = st.graceful_delete(obj, grace_opt)
             if not finalizers and grace == 0 and not st.holds_deletion(obj):
                 if opts.dry_run:
@@ -564,6 +580,10 @@ class Registry:
                 mmeta["resourceVersion"] = str(await self.store.update(kv.key, self._encode(marked), kv.mod_revision))
             except (RevisionConflict, KeyNotFound):
                 continue
+            if rt.kind == "Namespace" and not rt.group:
+                # Creates in it are refused from this moment on, not from when the watch catches up
+                # (upstream's NamespaceLifecycle forces a live lookup after a namespace delete).
+                self._index_namespace(marked)
             return marked, False
         raise errors.conflict(rt.plural, name, rt.group)
 

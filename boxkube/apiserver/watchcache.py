@@ -189,6 +189,8 @@ class WatchCache:
                 sub.offer(to_change(ev))
         except asyncio.CancelledError:
             raise
+        except Compacted as e:    # report the revision the client asked for, as upstream's "too old" message does
+            sub.fail(Compacted(sub.after, e.compacted))
         except Exception as e:
             sub.fail(e)
 

@@ -61,6 +61,9 @@ class Strategy:
     async def after_delete(self, registry: "Registry", obj: Obj) -> None:
         """Release what `before_create`/`before_update` took; also called when a create fails."""
 
+    def check_delete(self, obj: Obj) -> None:
+        """Raise an APIError to refuse deleting `obj` at all (upstream does this in admission)."""
+
     def holds_deletion(self, obj: Obj) -> bool:
         """Something besides metadata.finalizers keeps a deleted object (a namespace's spec.finalizers)."""
         return False

@@ -78,6 +78,10 @@ class PodStrategy(Strategy):
         return max(int(grace), 0)
 
 
+# What upstream's NamespaceLifecycle admission never lets go (kube-node-lease may be deleted).
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
 class NamespaceStrategy(Strategy):
     return_deleted_object = True
 
@@ -92,6 +96,11 @@ class NamespaceStrategy(Strategy):
 
     def initial_status(self, obj: Obj) -> Obj:
         return {"phase": "Active"}
+
+    def check_delete(self, obj: Obj) -> None:
+        name = obj["metadata"]["name"]
+        if name in IMMORTAL_NAMESPACES:
+            raise errors.forbidden("namespaces", name, "this namespace may not be deleted")
 
     def holds_deletion(self, obj: Obj) -> bool:
         # The namespace finalizer empties the namespace, then clears spec.finalizers.
@@ -135,8 +144,10 @@ class ServiceStrategy(Strategy):
         return []
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
-        # An update that leaves clusterIP out keeps the allocated one (as kubectl apply expects).
         new_spec, old_spec = new.get("spec"), old.get("spec") or {}
+        if isinstance(new_spec, dict):
+            _drop_type_dependent_fields(new_spec, old_spec)
+        # An update that leaves clusterIP out keeps the allocated one (as kubectl apply expects).
         if isinstance(new_spec, dict) and new_spec.get("type", "ClusterIP") != "ExternalName":
             for key in ("clusterIP", "clusterIPs"):
                 if key not in new_spec and key in old_spec:
@@ -152,10 +163,16 @@ class ServiceStrategy(Strategy):
 
     async def before_update(self, registry: "Registry", new: Obj, old: Obj, dry_run: bool) -> None:
         await self._allocate(registry, new, old, dry_run)
-        # Release node ports the update gave up.
+        if dry_run:
+            return
+        # Release the IPs and node ports the update gave up (a type change drops them).
+        kept_ips = set(_cluster_ips(new))
+        for ip in _cluster_ips(old):
+            if ip not in kept_ips:
+                await registry.cluster_ips.release(ip)
         kept = set(_node_ports(new))
         for port in _node_ports(old):
-            if port not in kept and not dry_run:
+            if port not in kept:
                 await registry.node_ports.release(port)
 
     async def _allocate(self, registry: "Registry", obj: Obj, old: Obj | None, dry_run: bool) -> None:
@@ -164,7 +181,7 @@ class ServiceStrategy(Strategy):
         kind = spec.get("type", "ClusterIP")
         taken: list = []
         try:
-            if kind != "ExternalName" and old is None:
+            if kind != "ExternalName" and not (old and (old.get("spec") or {}).get("clusterIP")):
                 ip = spec.get("clusterIP")
                 if ip == "None":
                     spec["clusterIPs"] = ["None"]
@@ -189,22 +206,25 @@ class ServiceStrategy(Strategy):
                     if wanted and wanted in before:
                         continue
                     if wanted:
+                        field = f"spec.ports[{i}].nodePort"
                         if not registry.node_ports.contains(wanted):
                             raise errors.invalid("Service", name, [errors.field_cause(
-                                f"spec.ports[{i}].nodePort", f"Invalid value: {wanted}: provided port is not in the valid range. "
+                                field, f"Invalid value: {wanted}: provided port is not in the valid range. "
                                 f"The range of valid ports is {registry.node_ports.first}-{registry.node_ports.last}")])
                         if not dry_run:
-                            await registry.node_ports.claim(wanted, ns, name)
+                            try:
+                                await registry.node_ports.claim(wanted, ns, name)
+                            except Taken:
+                                raise errors.invalid("Service", name, [errors.field_cause(
+                                    field, f"Invalid value: {wanted}: provided port is already allocated")]) from None
                             taken.append(("port", wanted))
                     elif not dry_run:
                         port["nodePort"] = await registry.node_ports.allocate(ns, name)
                         taken.append(("port", port["nodePort"]))
-        except Taken as e:
+        except Taken as e:     # the requested cluster IP (a taken node port is answered above)
             await self._release(registry, taken)
-            field = "spec.clusterIPs" if "." in str(e) else "spec.ports[].nodePort"
-            what = f'[]string{{"{e}"}}: failed to allocate IP {e}: provided IP is already allocated' if "." in str(e) \
-                else f"{e}: provided port is already allocated"
-            raise errors.invalid("Service", name, [errors.field_cause(field, f"Invalid value: {what}")])
+            raise errors.invalid("Service", name, [errors.field_cause(
+                "spec.clusterIPs", f'Invalid value: []string{{"{e}"}}: failed to allocate IP {e}: provided IP is already allocated')])
         except Exhausted:
             await self._release(registry, taken)
             raise errors.internal("range is full")
@@ -218,12 +238,44 @@ class ServiceStrategy(Strategy):
             await (registry.cluster_ips.release(value) if what == "ip" else registry.node_ports.release(value))
 
     async def after_delete(self, registry: "Registry", obj: Obj) -> None:
-        spec = obj.get("spec") or {}
-        for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []):
-            if ip != "None":
-                await registry.cluster_ips.release(ip)
+        for ip in _cluster_ips(obj):
+            await registry.cluster_ips.release(ip)
         for port in _node_ports(obj):
             await registry.node_ports.release(port)
+
+
+_NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
+
+
+def _drop_type_dependent_fields(new: Obj, old: Obj) -> None:
+    """A type change clears the fields only the old type uses, unless the client changed them too
+    (then validation refuses them), as upstream's dropTypeDependentFields; what was allocated is
+    released in before_update."""
+    old_type, new_type = old.get("type", "ClusterIP"), new.get("type", "ClusterIP")
+    if old_type == new_type:
+        return
+
+    def drop_if_same(*keys: str) -> None:
+        for key in keys:
+            if key in new and new.get(key) == old.get(key):
+                del new[key]
+    if new_type == "ExternalName":
+        if new.get("clusterIP") == old.get("clusterIP") and new.get("clusterIPs") == old.get("clusterIPs"):
+            drop_if_same("clusterIP", "clusterIPs")
+        drop_if_same("ipFamilies", "ipFamilyPolicy")
+    if old_type in _NODE_PORT_TYPES and new_type not in _NODE_PORT_TYPES:
+        if set(_node_ports({"spec": new})) <= set(_node_ports({"spec": old})):
+            for port in new.get("ports") or []:
+                if isinstance(port, dict):
+                    port.pop("nodePort", None)
+        drop_if_same("externalTrafficPolicy")
+    if old_type == "LoadBalancer":
+        drop_if_same("healthCheckNodePort", "allocateLoadBalancerNodePorts", "loadBalancerClass")
+
+
+def _cluster_ips(obj: Obj | None) -> list[str]:
+    spec = (obj or {}).get("spec") or {}
+    return [ip for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []) if ip != "None"]
 
 
 def _node_ports(obj: Obj | None) -> list[int]:
