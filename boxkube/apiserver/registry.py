@@ -429,12 +429,16 @@ class Registry:
             await st.after_delete(self, new)
             return new
         await st.before_update(self, new, old, opts.dry_run)
+        written = False
         try:
             meta["resourceVersion"] = str(await self.store.update(key, self._encode(new), revision))
+            written = True
         except RevisionConflict:
             raise errors.conflict(rt.plural, old_meta["name"], rt.group)
         except KeyNotFound:
             raise errors.not_found(rt.plural, old_meta["name"], rt.group)
+        finally:
+            await st.after_update(self, new, old, written)
         return new
 
     async def guaranteed_update(self, rt: ResourceType, namespace: str | None, name: str,

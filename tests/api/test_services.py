@@ -1,7 +1,19 @@
 """ClusterIP and NodePort allocation: unique, released on delete, reusable, conflicts as upstream's 422s."""
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
+import uuid
+
+import pytest
+
+from boxkube.apiserver.allocators import ClusterIPs, NodePorts, Taken
+from boxkube.apiserver.errors import APIError
+from boxkube.apiserver.registry import Registry, WriteOptions
+from boxkube.apiserver.resources import by_kind
+from boxkube.apiserver.watchcache import WatchCache
+from boxkube.storage.etcd import EtcdStore
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
@@ -112,3 +124,71 @@ def test_switching_to_external_name_and_back_releases_then_allocates_a_cluster_i
     assert r.status_code == 200, r.text
     back = r.json()["spec"]["clusterIP"]
     assert back not in ("", "None", ip) and r.json()["spec"]["clusterIPs"] == [back]
+
+
+
+async def test_an_update_lost_to_a_concurrent_write_frees_nothing(own_etcd):
+    """Registry on a real etcd: an update that would drop a node port loses the race to another write
+    (RevisionConflict at the store); the port must stay allocated to the Service still stored."""
+    store = EtcdStore(own_etcd)
+    ports = NodePorts(store)
+    registry = Registry(store, WatchCache(store), ClusterIPs(store, "10.96.0.0/12"), ports)
+    ns, services = f"race-{uuid.uuid4().hex[:6]}", by_kind("", "v1", "Service")
+    try:
+        await registry.create(by_kind("", "v1", "Namespace"), None, {"metadata": {"name": ns}}, WriteOptions())
+        created = await registry.create(services, ns, _svc("np", type="NodePort"), WriteOptions())
+        port = created["spec"]["ports"][0]["nodePort"]
+        attempts = []
+
+        def to_cluster_ip(svc: dict) -> dict:
+            attempts.append(1)
+            if len(attempts) > 1:
+                raise APIError(409, "Conflict", "gave up after losing the race")
+            key = services.key(ns, "np")
+            raced = asyncio.get_running_loop().create_task(_bump(store, key))
+            racers.append(raced)
+            svc["spec"]["type"] = "ClusterIP"
+            for p in svc["spec"]["ports"]:
+                p.pop("nodePort", None)
+            return svc
+
+        racers: list = []
+        registry_write = registry._write
+
+        async def write_after_race(*args, **kwargs):
+            await asyncio.gather(*racers)      # the other writer lands between our read and our write
+            return await registry_write(*args, **kwargs)
+
+        registry._write = write_after_race
+        with pytest.raises(APIError):
+            await registry.guaranteed_update(services, ns, "np", to_cluster_ip, WriteOptions())
+        with pytest.raises(Taken):
+            await ports.claim(port, ns, "thief")
+    finally:
+        await store.close()
+
+
+async def _bump(store: EtcdStore, key: str) -> None:
+    kv = await store.get(key)
+    obj = json.loads(kv.value)
+    obj["metadata"].setdefault("labels", {})["raced"] = "yes"
+    await store.update(key, json.dumps(obj).encode(), kv.mod_revision)
+
+
+def test_a_failed_update_frees_nothing_the_stored_service_still_holds(http, ns):
+    """A stale PUT that would drop a node port (type NodePort -> ClusterIP) is refused with 409;
+    the port stays allocated to the stored Service, so no other Service can be given it."""
+    created = _create(http, ns, _svc("np", type="NodePort")).json()
+    port = created["spec"]["ports"][0]["nodePort"]
+    labelled = http.patch(f"/api/v1/namespaces/{ns}/services/np", json={"metadata": {"labels": {"a": "b"}}},
+                          headers=MERGE)
+    assert labelled.status_code == 200, labelled.text
+    stale = dict(created, spec={**created["spec"], "type": "ClusterIP",
+                               "ports": [{k: v for k, v in p.items() if k != "nodePort"} for p in created["spec"]["ports"]]})
+    r = http.put(f"/api/v1/namespaces/{ns}/services/np", json=stale)
+    assert r.status_code == 409, r.text
+    live = http.get(f"/api/v1/namespaces/{ns}/services/np").json()
+    assert live["spec"]["type"] == "NodePort" and live["spec"]["ports"][0]["nodePort"] == port
+    thief = _create(http, ns, _svc("thief", type="NodePort", ports=[{"port": 80, "nodePort": port}]))
+    assert thief.status_code == 422, thief.text
+    assert "provided port is already allocated" in thief.json()["message"]

@@ -56,7 +56,11 @@ class Strategy:
         """Side effects a create needs before it is stored (allocations); undone by `after_delete`."""
 
     async def before_update(self, registry: "Registry", new: Obj, old: Obj, dry_run: bool) -> None:
-        pass
+        """Side effects an update needs before it is stored (allocations); settled by `after_update`."""
+
+    async def after_update(self, registry: "Registry", new: Obj, old: Obj, written: bool) -> None:
+        """After the store write: release what `old` held and `new` gave up, or, when the write
+        failed, what `before_update` took for `new` (nothing is freed before it is really free)."""
 
     async def after_delete(self, registry: "Registry", obj: Obj) -> None:
         """Release what `before_create`/`before_update` took; also called when a create fails."""

@@ -163,16 +163,17 @@ class ServiceStrategy(Strategy):
 
     async def before_update(self, registry: "Registry", new: Obj, old: Obj, dry_run: bool) -> None:
         await self._allocate(registry, new, old, dry_run)
-        if dry_run:
-            return
-        # Release the IPs and node ports the update gave up (a type change drops them).
-        kept_ips = set(_cluster_ips(new))
-        for ip in _cluster_ips(old):
+
+    async def after_update(self, registry: "Registry", new: Obj, old: Obj, written: bool) -> None:
+        # Written: what the old object held and the new one gave up (a type change drops them) is free.
+        # Not written: the old object still holds its own, and what was taken for the new one goes back.
+        gone, kept = (old, new) if written else (new, old)
+        kept_ips, kept_ports = set(_cluster_ips(kept)), set(_node_ports(kept))
+        for ip in _cluster_ips(gone):
             if ip not in kept_ips:
                 await registry.cluster_ips.release(ip)
-        kept = set(_node_ports(new))
-        for port in _node_ports(old):
-            if port not in kept:
+        for port in _node_ports(gone):
+            if port not in kept_ports:
                 await registry.node_ports.release(port)
 
     async def _allocate(self, registry: "Registry", obj: Obj, old: Obj | None, dry_run: bool) -> None:
@@ -250,7 +251,7 @@ _NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 def _drop_type_dependent_fields(new: Obj, old: Obj) -> None:
     """A type change clears the fields only the old type uses, unless the client changed them too
     (then validation refuses them), as upstream's dropTypeDependentFields; what was allocated is
-    released in before_update."""
+    released in after_update."""
     old_type, new_type = old.get("type", "ClusterIP"), new.get("type", "ClusterIP")
     if old_type == new_type:
         return
