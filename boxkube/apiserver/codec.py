@@ -26,7 +26,7 @@ def media_type(content_type: str | None) -> str:
 def check_media_type(content_type: str | None, allowed: tuple[str, ...] = (JSON, YAML)) -> str:
     mt = media_type(content_type)
     if mt not in allowed:
-        raise errors.unsupported_media_type(mt)
+        raise errors.unsupported_media_type(allowed)
     return mt
 
 

@@ -99,8 +99,11 @@ def method_not_allowed(message: str = "the server does not allow this method on 
     return APIError(405, "MethodNotAllowed", message)
 
 
-def unsupported_media_type(content_type: str) -> APIError:
-    return APIError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got "{content_type}"')
+def unsupported_media_type(accepted: tuple[str, ...]) -> APIError:
+    """negotiation.NewUnsupportedMediaTypeError: the 415 names what the endpoint takes."""
+    return APIError(415, "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    + ", ".join(accepted))
 
 
 def not_acceptable(message: str) -> APIError:

@@ -34,7 +34,7 @@ import jsonpointer
 
 from boxkube.apiserver import schema
 from boxkube.apiserver.gofmt import GO_MAP, GO_SLICE, go_format, go_quote, go_quote_char, go_type, go_v, json_kind
-from boxkube.apiserver.errors import APIError, bad_request, field_cause, invalid
+from boxkube.apiserver.errors import APIError, bad_request, field_cause, invalid, unsupported_media_type
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def apply_patch(content_type: str, original: dict, body: bytes, definition_name:
     typed = _has_definition(definition_name)
     accepted = TYPED_PATCH_TYPES if typed else UNTYPED_PATCH_TYPES
     if media_type not in accepted:
-        raise unsupported_patch_type(accepted)
+        raise unsupported_media_type(accepted)
     strict = field_validation != "Ignore"  # unset means Warn upstream, which decodes strictly
     if media_type == JSON_PATCH:
         return json_patch(original, _decode_json_patch(body, strict))
@@ -93,13 +93,6 @@ def apply_patch(content_type: str, original: dict, body: bytes, definition_name:
         return strategic_merge_patch(original, _decode_strategic_patch(body), definition_name)
     # apply-patch+yaml is server-side apply (field managers), a different mechanism.
     raise ValueError(f"{media_type} is server-side apply, not handled by apply_patch")
-
-
-def unsupported_patch_type(accepted: tuple[str, ...]) -> APIError:
-    """The 415 of negotiation.NewUnsupportedMediaTypeError for a PATCH Content-Type."""
-    return APIError(415, "UnsupportedMediaType",
-                    "the body of the request was in an unknown format - accepted media types include: "
-                    + ", ".join(accepted))
 
 
 def json_patch(original: dict, operations: list) -> dict:
@@ -134,7 +127,7 @@ def merge_patch(original: dict, patch: Any) -> dict:
 def strategic_merge_patch(original: dict, patch: dict, definition_name: str) -> dict:
     """Kubernetes' strategic merge patch, driven by the upstream schema of `definition_name`."""
     if not _has_definition(definition_name):
-        raise unsupported_patch_type(UNTYPED_PATCH_TYPES)
+        raise unsupported_media_type(UNTYPED_PATCH_TYPES)
     result = _copy(original)
     if patch is None:  # a `null` body decodes to a nil map upstream: nothing to merge
         return result
