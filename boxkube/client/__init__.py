@@ -6,6 +6,7 @@
   Failures raise `ApiError` with the server's Status (`e.is_not_found`, ...).
 - `Informer`: a list + watch cache of one resource with add/update/delete
   handlers, indexes, resync and relist on 410 Gone; `InformerFactory` shares them.
+- `EventRecorder`: core/v1 Events for `kubectl describe`, repeats counted.
 - `WorkQueue`: client-go's work queue (dedup, one worker per key, delays,
   per-key exponential back-off, draining shutdown).
 
@@ -20,6 +21,7 @@
 from boxkube.client.api import ADDED, BOOKMARK, DELETED, ERROR, MODIFIED, PATCH_TYPES, ApiClient, Watch, WatchEvent
 from boxkube.client.config import ClientConfig, ConfigError
 from boxkube.client.errors import ApiError
+from boxkube.client.events import EventRecorder
 from boxkube.client.informer import EventHandler, Informer, InformerFactory
 from boxkube.client.resources import ResourceType, resource, resource_path
 from boxkube.client.store import (
@@ -45,7 +47,7 @@ from boxkube.client.workqueue import (
 
 __all__ = [
     "ADDED", "BOOKMARK", "DELETED", "ERROR", "MODIFIED", "PATCH_TYPES",
-    "ApiClient", "ApiError", "ClientConfig", "ConfigError", "ResourceType", "Watch", "WatchEvent",
+    "ApiClient", "ApiError", "ClientConfig", "EventRecorder", "ConfigError", "ResourceType", "Watch", "WatchEvent",
     "resource", "resource_path",
     "DeletedFinalStateUnknown", "EventHandler", "IndexFunc", "Informer", "InformerFactory", "Store",
     "LABEL_INDEX", "NAMESPACE_INDEX", "index_by_label", "index_by_namespace", "object_key", "split_key",
