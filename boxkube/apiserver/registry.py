@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+from boxkube.api.times import now_rfc3339
 from boxkube.apiserver import errors, managedfields, patch, schema, selectors, validation
 from boxkube.apiserver.allocators import ClusterIPs, NodePorts
 from boxkube.apiserver.errors import APIError
@@ -40,10 +41,6 @@ _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"   # upstream's: no vowels, no
 _GC_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
 _LIST_BATCH = 500
 _UPDATE_RETRIES = 16
-
-
-def now_rfc3339(at: datetime | None = None) -> str:
-    return (at or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

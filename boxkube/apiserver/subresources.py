@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from boxkube.apiserver import codec, errors, patch, selectors
-from boxkube.apiserver.registry import now_rfc3339
+from boxkube.api.times import now_rfc3339
 
 if TYPE_CHECKING:
     from boxkube.apiserver.handlers import Handlers, Target

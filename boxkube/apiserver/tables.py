@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from boxkube.api.times import parse_time
 from boxkube.apiserver import errors, schema
 from boxkube.apiserver.resources import ResourceType
 from boxkube.apiserver.selectors import format_label_selector, format_labels, label_selector_from_object
@@ -68,25 +69,15 @@ def human_duration(d: timedelta) -> str:
     return f"{hours // 24 // 365}y"
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
 def _since(value: Any, now: datetime) -> str:
     """translateTimestampSince: the age of an RFC 3339 timestamp, <unknown> when unset."""
-    t = _parse_time(value)
+    t = parse_time(value)
     return "<unknown>" if t is None else human_duration(now - t)
 
 
 def _rfc3339(value: Any) -> str:
     """How Go prints a metav1.Time in UTC with time.RFC3339 (no fractional seconds)."""
-    t = _parse_time(value)
+    t = parse_time(value)
     return "" if t is None else t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -210,7 +201,7 @@ def _condition_true(conditions: Sequence[Obj], ctype: str) -> bool:
 
 
 def _later(current: datetime | None, candidate: Any) -> datetime | None:
-    t = _parse_time(candidate)
+    t = parse_time(candidate)
     return t if t is not None and (current is None or t > current) else current
 
 

@@ -15,9 +15,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
 from typing import Any
 
+from boxkube.api.times import now_rfc3339
 from boxkube.client.api import ApiClient
 from boxkube.client.errors import ApiError
 from boxkube.client.resources import resource
@@ -29,10 +29,6 @@ EVENTS = resource("events")
 
 _REPEAT_WINDOW = 600.0      # client-go's defaultAggregateIntervalInSeconds
 _CACHE_SIZE = 4096          # client-go's maxLruCacheEntries
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def object_reference(obj: Obj, field_path: str = "") -> Obj:
@@ -84,7 +80,7 @@ class EventRecorder:
 
     async def _write(self, ref: Obj, type_: str, reason: str, message: str) -> None:
         key = (tuple(sorted(ref.items())), type_, reason, message)
-        now = _now()
+        now = now_rfc3339()
         seen = self._seen.get(key)
         if seen and time.monotonic() - seen[4] < _REPEAT_WINDOW:
             namespace, name, count, first, _ = seen

@@ -1,0 +1,61 @@
+"""`python -m boxkube.controllers`: run the controller manager against a kubeconfig's cluster."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+
+from boxkube.client import ApiClient, ConfigError
+from boxkube.cluster.config import parse_duration
+from boxkube.controllers.base import Settings
+from boxkube.controllers.manager import ControllerManager, available_controllers
+
+
+def _seconds(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+async def _run(args: argparse.Namespace) -> None:
+    settings = Settings(node_monitor_grace_period=args.node_monitor_grace_period,
+                        pod_eviction_timeout=args.pod_eviction_timeout, cluster_cidr=args.cluster_cidr,
+                        node_cidr_mask_size=args.node_cidr_mask_size)
+    async with ApiClient.from_kubeconfig(args.kubeconfig, user_agent="boxkube-controller-manager") as client:
+        names = args.controllers.split(",") if args.controllers else None
+        manager = ControllerManager(client, names, settings, host=socket.gethostname())
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await manager.run()
+        except asyncio.CancelledError:
+            logging.getLogger(__name__).info("stopping")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m boxkube.controllers", description="boxkube controller manager")
+    p.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--controllers", help=f"comma-separated subset to run (default: all of {', '.join(available_controllers())})")
+    p.add_argument("--node-monitor-grace-period", type=_seconds, default=Settings.node_monitor_grace_period)
+    p.add_argument("--pod-eviction-timeout", type=_seconds, default=Settings.pod_eviction_timeout)
+    p.add_argument("--cluster-cidr", default=Settings.cluster_cidr, help="the pod network nodes' podCIDRs come from")
+    p.add_argument("--node-cidr-mask-size", type=int, default=Settings.node_cidr_mask_size)
+    p.add_argument("--log-level", default="info")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_run(args))
+    except (ConfigError, ValueError, TimeoutError) as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
