@@ -19,5 +19,10 @@ $(INSTALLED): pyproject.toml
 test: $(INSTALLED)
 	$(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
 
+# Benchmark figures (not a test): `make bench BENCH_ARGS=--quick` for a smoke run.
+.PHONY: bench
+bench: $(INSTALLED)
+	$(PYTHON) bench/api.py $(BENCH_ARGS)
+
 clean:
 	rm -rf build .pytest_cache .hypothesis *.egg-info
