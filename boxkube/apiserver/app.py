@@ -58,6 +58,46 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class ResourceRouter:
+    """Pure ASGI fast path for the resource API (/api/v1/..., /apis/<group>/<version>/...).
+
+    Nearly every request is one of these; sending them straight to the handlers
+    skips FastAPI's routing and dependency solving (a quarter of a create's CPU
+    when measured). Discovery, OpenAPI and health stay FastAPI routes.
+    """
+
+    def __init__(self, app: ASGIApp, resource: Any):
+        self.app, self.resource = app, resource
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = _resource_target(scope["path"]) if scope["type"] == "http" else None
+        if target is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self.resource(request, *target)
+        except APIError as e:
+            response = error_response(e)
+        except Unavailable as e:
+            response = error_response(APIError(503, "ServiceUnavailable", str(e)))
+        except Exception as e:
+            log.exception("internal error on %s %s", request.method, scope["path"])
+            response = error_response(errors.internal(str(e)))
+        await response(scope, receive, send)
+
+
+def _resource_target(path: str) -> tuple[str, str, str] | None:
+    """(group, version, rest) of a resource path with something after the version, else None."""
+    if path.startswith("/api/v1/"):
+        return "", "v1", path[len("/api/v1/"):]
+    if path.startswith("/apis/"):
+        parts = path[len("/apis/"):].split("/", 2)
+        if len(parts) == 3 and parts[0] and parts[1]:
+            return parts[0], parts[1], parts[2]
+    return None
+
+
 class Compactor:
     """Compacts etcd every interval to the revision seen one interval earlier, as kube-apiserver does,
     so a client always has at least one interval of history to resume a watch from."""
@@ -182,19 +222,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def openapi_v2(request: Request) -> Response:
         return raw(openapi.v2_response(request.headers.get("accept"), request.headers.get("if-none-match")))
 
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-    @app.api_route("/api/v1/{rest:path}", methods=methods)
-    async def core(request: Request, rest: str) -> Response:
-        return await _resource(request, "", "v1", rest)
-
     @app.api_route("/api/v1", methods=["GET"])
     async def core_discovery() -> Response:
         return json_response(discovery.api_resource_list("", "v1"))
-
-    @app.api_route("/apis/{group}/{version}/{rest:path}", methods=methods)
-    async def grouped(request: Request, group: str, version: str, rest: str) -> Response:
-        return await _resource(request, group, version, rest)
 
     @app.get("/apis/{group}/{version}")
     async def group_version_discovery(group: str, version: str) -> Response:
@@ -219,7 +249,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             return json_response(body)
         return await handlers.dispatch(request, parse_path(group, version, segments))
 
-    if config.token:
+    app.add_middleware(ResourceRouter, resource=_resource)
+    if config.token:   # added last: outermost, so authentication comes first
         app.add_middleware(BearerAuth, token=config.token)
     return app
 
