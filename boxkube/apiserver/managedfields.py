@@ -1002,11 +1002,11 @@ def _set_managed_fields(obj: dict[str, Any], entries: list[dict[str, Any]] | Non
 
 
 def _without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(obj)
-    meta = out.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
-    return out
+    """`obj` without metadata.managedFields: a shallow view (the comparison only reads it)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 def _strip(managers: Managers, key: str) -> None:
@@ -1217,7 +1217,8 @@ def track_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: st
     strategy's reset fields, and object metadata like name/uid/resourceVersion,
     are never owned. Returns a copy of `new`.
     """
-    result = copy.deepcopy(new)
+    # Only metadata.managedFields of the result is written: a fresh metadata dict keeps `new` as it was.
+    result = {**new, "metadata": dict(new.get("metadata") or {})}
     live = old if old is not None else _zero_object(definition_name, new)
     live_entries = (live.get("metadata") or {}).get("managedFields")
     try:
