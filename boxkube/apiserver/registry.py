@@ -321,14 +321,16 @@ class Registry:
     def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None, subresource: str = "") -> None:
         """Schema, metadata and per-kind rules (validation), then what only the strategy knows."""
         st, definition = self.strategy(rt), self.definition(rt)
-        decode = validation.decode_error(definition, obj, rt.kind, rt.version)
+        findings = validation.inspect(definition, obj)     # one schema walk serves both checks
+        decode = findings.decode_error(rt.kind, rt.version)
         if decode is not None:
             raise decode
         if old is None:
-            causes = validation.validate(definition, obj, meta=True, namespaced=rt.namespaced) + st.validate(obj)
+            causes = validation.validate(definition, obj, meta=True, namespaced=rt.namespaced, findings=findings) \
+                + st.validate(obj)
         else:
-            causes = validation.validate_update(definition, obj, old, namespaced=rt.namespaced, subresource=subresource) \
-                + st.validate_update(obj, old)
+            causes = validation.validate_update(definition, obj, old, namespaced=rt.namespaced, subresource=subresource,
+                                                findings=findings) + st.validate_update(obj, old)
         if causes:
             meta = obj["metadata"]
             raise errors.invalid(rt.kind, meta.get("name") or meta.get("generateName", ""), causes, rt.group)

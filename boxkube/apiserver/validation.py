@@ -400,8 +400,14 @@ _RFC3339_PARTS = (("2006", r"\d{4}"), ("-", "-"), ("01", r"\d{2}"), ("-", "-"), 
                   ("Z07:00", r"Z|[+-]\d{2}:\d{2}"))
 
 
+# The whole layout at once: nearly every timestamp is well-formed (the server wrote it).
+_RFC3339_WHOLE = re.compile("".join(pattern if len(pattern) == 1 else f"(?:{pattern})" for _, pattern in _RFC3339_PARTS))
+
+
 def go_time_error(text: str) -> str | None:
     """time.Parse(time.RFC3339, text)'s error, roughly, or None if it parses."""
+    if _RFC3339_WHOLE.fullmatch(text):
+        return None
     rest = text
     for element, pattern in _RFC3339_PARTS:
         match = re.match(pattern, rest)
@@ -2370,11 +2376,11 @@ def validate(definition_name: str, obj: Obj, *, meta: bool = False, namespaced: 
 
 
 def validate_update(definition_name: str, new: Obj, old: Obj, *, namespaced: bool | None = None,
-                    subresource: str = "") -> list[Cause]:
+                    subresource: str = "", findings: Findings | None = None) -> list[Cause]:
     """Causes of an update: metadata update rules, the object's own validity, immutable fields."""
     group, version, kind = _gvk(definition_name)
     causes = validate_object_meta_update(new.get("metadata"), old.get("metadata"))
-    causes = _merge(causes, validate(definition_name, new, meta=True, namespaced=namespaced))
+    causes = _merge(causes, validate(definition_name, new, meta=True, namespaced=namespaced, findings=findings))
     return causes + _update_rules(kind, new, old, subresource)
 
 
