@@ -41,14 +41,24 @@ def _boxkube(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "boxkube.cli", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+# The API server alone: tests run their own scheduler or controllers in-process against it,
+# with no built-in ones racing them (the cluster config's `components` switch).
+API_ONLY = """apiVersion: boxkube.dev/v1alpha1
+kind: Cluster
+components: {scheduler: false, controllerManager: false}
+"""
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory) -> Cluster:
     home = tmp_path_factory.mktemp("boxkube-home")
     env = dict(os.environ, BOXKUBE_HOME=str(home), HOME=str(home))
     name = f"compat-{uuid.uuid4().hex[:6]}"
     kubeconfig = home / "kubeconfig"
+    config = home / "api-only.yaml"
+    config.write_text(API_ONLY)
     created = _boxkube(env, "create", "cluster", "--provider", "local", "--nodes", "0", "--name", name,
-                       "--kubeconfig", str(kubeconfig))
+                       "--config", str(config), "--kubeconfig", str(kubeconfig))
     assert created.returncode == 0, created.stderr
     yield Cluster(name, kubeconfig, env)
     _boxkube(env, "delete", "cluster", "--name", name)

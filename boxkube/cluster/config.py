@@ -12,6 +12,7 @@
         extraPortMappings: [{containerPort: 30080, hostPort: 8080}]
     networking: {podSubnet: 10.244.0.0/16, serviceSubnet: 10.96.0.0/12}
     timings: {nodeMonitorGracePeriod: 10s, podEvictionTimeout: 20s}
+    components: {scheduler: true, controllerManager: true}
 
 Like kind's config it is read strictly: an unknown field or a bad value is one
 line naming the field, never a traceback, and nothing is created.
@@ -145,6 +146,13 @@ class Timings(_Strict):
     pod_eviction_timeout: Duration = Field(20.0, alias="podEvictionTimeout")
 
 
+class Components(_Strict):
+    """Control-plane components to run beside the API server. Turning one off lets you test
+    your own scheduler or controllers against boxkube without the built-in ones interfering."""
+    scheduler: bool = True
+    controller_manager: bool = Field(True, alias="controllerManager")
+
+
 class ClusterConfig(_Strict):
     api_version: Literal["boxkube.dev/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["Cluster"]
@@ -152,6 +160,7 @@ class ClusterConfig(_Strict):
     nodes: list[NodeConfig] = []
     networking: Networking = Networking()
     timings: Timings = Timings()
+    components: Components = Components()
 
     def workers(self) -> list[NodeConfig]:
         return [n for n in self.nodes if n.role == "worker"]

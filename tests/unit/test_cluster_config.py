@@ -79,3 +79,9 @@ def test_yaml_syntax_error_is_one_line():
     with pytest.raises(ClusterError) as err:
         parse_config("[1, 2", "c.yaml")
     assert str(err.value).startswith("c.yaml: not valid YAML:") and "\n" not in str(err.value)
+
+
+def test_components_can_be_turned_off():
+    config = parse_config("apiVersion: boxkube.dev/v1alpha1\nkind: Cluster\ncomponents: {controllerManager: false}\n")
+    assert config.components.scheduler and not config.components.controller_manager
+    assert parse_config(FULL).components.scheduler
