@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from boxkube.api.quantity import QuantityError, parse_quantity
 from boxkube.api.times import parse_time
 
 Obj = dict[str, Any]
@@ -39,3 +40,28 @@ def is_terminal(pod: Obj) -> bool:
 def is_active(pod: Obj) -> bool:
     """Counts toward a controller's replicas: not finished and not being deleted (controller.IsPodActive)."""
     return not is_terminal(pod) and not (pod.get("metadata") or {}).get("deletionTimestamp")
+
+
+def _same_quantity(a: Any, b: Any) -> bool:
+    try:
+        return parse_quantity(str(a)).value == parse_quantity(str(b)).value
+    except QuantityError:
+        return str(a) == str(b)
+
+
+def qos_class(spec: Obj) -> str:
+    """The pod's QoS class (qos.GetPodQOS): BestEffort without cpu/memory requests or limits;
+    Guaranteed when every container limits cpu and memory and requests equal the limits."""
+    containers = [c for c in (spec.get("containers") or []) + (spec.get("initContainers") or []) if isinstance(c, dict)]
+    any_set, guaranteed = False, True
+    for c in containers:
+        resources = c.get("resources") or {}
+        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+        if any(r in limits or r in requests for r in ("cpu", "memory")):
+            any_set = True
+        for r in ("cpu", "memory"):
+            if r not in limits or not _same_quantity(requests.get(r, limits[r]), limits[r]):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"

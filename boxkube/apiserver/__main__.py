@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from boxkube.apiserver.app import ServerConfig, create_app
+from boxkube.apiserver.strategies.base import Admission
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--service-node-port-range", default="30000-32767")
     p.add_argument("--compaction-interval", type=float, default=300.0, help="seconds between etcd compactions (0: never)")
     p.add_argument("--advertise-address", default=None, help="address the `kubernetes` Service points at")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds of the not-ready:NoExecute toleration added to every pod")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds of the unreachable:NoExecute toleration added to every pod")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -32,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     first, _, last = args.service_node_port_range.partition("-")
     config = ServerConfig(etcd_servers=args.etcd_servers, token=token, service_cidr=args.service_cluster_ip_range,
                           node_port_range=(int(first), int(last)), compaction_interval=args.compaction_interval,
-                          advertise_address=args.advertise_address or args.bind_address, advertise_port=args.port)
+                          advertise_address=args.advertise_address or args.bind_address, advertise_port=args.port,
+                          admission=Admission(args.default_not_ready_toleration_seconds,
+                                              args.default_unreachable_toleration_seconds))
     uvicorn.run(create_app(config), host=args.bind_address, port=args.port, log_level=args.log_level.lower(),
                 access_log=False, timeout_graceful_shutdown=2,
                 ssl_certfile=args.tls_cert_file, ssl_keyfile=args.tls_private_key_file)

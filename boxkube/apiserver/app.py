@@ -20,6 +20,7 @@ from boxkube.apiserver.errors import APIError
 from boxkube.apiserver.handlers import Handlers, error_response, json_response, parse_path
 from boxkube.apiserver.namespaces import NamespaceFinalizer
 from boxkube.apiserver.registry import Registry
+from boxkube.apiserver.strategies.base import Admission
 from boxkube.apiserver.watchcache import WatchCache
 from boxkube.storage.errors import Unavailable
 from boxkube.storage.etcd import EtcdStore
@@ -40,6 +41,7 @@ class ServerConfig:
     bookmark_interval: float = 60.0
     advertise_address: str = "127.0.0.1"
     advertise_port: int = 6443
+    admission: Admission = Admission()
 
 
 class BearerAuth:
@@ -129,7 +131,8 @@ class Compactor:
 def create_app(config: ServerConfig) -> FastAPI:
     store = EtcdStore(config.etcd_servers)
     cache = WatchCache(store)
-    registry = Registry(store, cache, ClusterIPs(store, config.service_cidr), NodePorts(store, *config.node_port_range))
+    registry = Registry(store, cache, ClusterIPs(store, config.service_cidr), NodePorts(store, *config.node_port_range),
+                        config.admission)
     handlers = Handlers(registry, config.bookmark_interval)
     compactor = Compactor(store, cache, config.compaction_interval)
     state: dict[str, Any] = {"ready": False}

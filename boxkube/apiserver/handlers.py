@@ -200,7 +200,7 @@ class Handlers:
 
     async def create(self, request: Request, t: Target) -> Response:
         if t.rt.namespaced and t.namespace is None:
-            raise errors.method_not_allowed(f"the server does not allow this method on the requested resource")
+            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
         mt, raw = await self.body(request)
         opts = self.write_options(request)
         obj = await self.registry.create(t.rt, t.namespace, codec.decode_body(mt, raw), opts)

@@ -25,7 +25,7 @@ from boxkube.apiserver.allocators import ClusterIPs, NodePorts
 from boxkube.apiserver.errors import APIError
 from boxkube.apiserver.resources import RESOURCES, ResourceType, by_kind
 from boxkube.apiserver.strategies import strategy_for
-from boxkube.apiserver.strategies.base import Strategy
+from boxkube.apiserver.strategies.base import Admission, Strategy
 from boxkube.apiserver.watchcache import Subscription, WatchCache, decode
 from boxkube.storage.errors import Compacted, KeyExists, KeyNotFound, RevisionConflict
 from boxkube.storage.etcd import EtcdStore
@@ -96,12 +96,14 @@ def decode_continue(token: str) -> tuple[int, str]:
 
 
 class Registry:
-    def __init__(self, store: EtcdStore, cache: WatchCache, cluster_ips: ClusterIPs, node_ports: NodePorts):
+    def __init__(self, store: EtcdStore, cache: WatchCache, cluster_ips: ClusterIPs, node_ports: NodePorts,
+                 admission: Admission = Admission()):
         self.store = store
         self.cache = cache
         self.cluster_ips = cluster_ips
         self.node_ports = node_ports
-        self._strategies: dict[str, Strategy] = {rt.plural + "." + rt.group: strategy_for(rt) for rt in RESOURCES}
+        self._strategies: dict[str, Strategy] = {rt.plural + "." + rt.group: strategy_for(rt, admission)
+                                                 for rt in RESOURCES}
         # Namespaces by name, kept current from the watch cache: the namespace
         # check on every create must not cost an etcd read (upstream's
         # NamespaceLifecycle admission uses an informer the same way).

@@ -32,3 +32,16 @@ def test_times_round_trip():
     assert now_rfc3339(t) == "2026-12-01T10:00:30Z"
     assert parse_time("2026-12-01T10:00:30Z") == t.replace(microsecond=0)
     assert parse_time("") is None and parse_time("soon") is None and parse_time(3) is None
+
+
+def test_qos_class_compares_quantities_and_only_cpu_and_memory():
+    def spec(**resources):
+        return {"containers": [{"name": "c", "resources": resources}]}
+    assert pods.qos_class(spec()) == "BestEffort"
+    assert pods.qos_class(spec(requests={"ephemeral-storage": "1Gi"})) == "BestEffort"
+    assert pods.qos_class(spec(requests={"cpu": "100m"})) == "Burstable"
+    assert pods.qos_class(spec(limits={"cpu": "1", "memory": "1Gi"})) == "Guaranteed"
+    assert pods.qos_class(spec(requests={"cpu": "1000m", "memory": "1Gi"}, limits={"cpu": "1", "memory": "1024Mi"})) \
+        == "Guaranteed"
+    assert pods.qos_class(spec(requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "2", "memory": "1Gi"})) \
+        == "Burstable"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from boxkube.apiserver.resources import ResourceType
 from boxkube.apiserver.strategies import apps, core
-from boxkube.apiserver.strategies.base import Strategy
+from boxkube.apiserver.strategies.base import Admission, Strategy
 
 _BY_KIND: dict[tuple[str, str], type[Strategy]] = {
     ("", "Pod"): core.PodStrategy,
@@ -22,5 +22,5 @@ _BY_KIND: dict[tuple[str, str], type[Strategy]] = {
 }
 
 
-def strategy_for(rt: ResourceType) -> Strategy:
-    return _BY_KIND.get((rt.group, rt.kind), Strategy)(rt)
+def strategy_for(rt: ResourceType, admission: Admission = Admission()) -> Strategy:
+    return _BY_KIND.get((rt.group, rt.kind), Strategy)(rt, admission)

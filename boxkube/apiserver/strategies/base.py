@@ -7,6 +7,7 @@ kube-apiserver's generic store does with its RESTCreateStrategy & co.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from boxkube.apiserver.resources import ResourceType
@@ -16,6 +17,13 @@ if TYPE_CHECKING:
 
 Obj = dict[str, Any]
 Cause = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Settings of the admission steps that shape defaults (kube-apiserver flags of the same names)."""
+    not_ready_toleration_seconds: int = 300      # --default-not-ready-toleration-seconds
+    unreachable_toleration_seconds: int = 300    # --default-unreachable-toleration-seconds
 
 
 class Strategy:
@@ -28,8 +36,8 @@ class Strategy:
     # DELETE answers with the deleted object rather than a Success Status (upstream ReturnDeletedObject).
     return_deleted_object = False
 
-    def __init__(self, rt: ResourceType):
-        self.rt = rt
+    def __init__(self, rt: ResourceType, admission: Admission = Admission()):
+        self.rt, self.admission = rt, admission
 
     @property
     def has_status(self) -> bool:

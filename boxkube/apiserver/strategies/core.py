@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from boxkube.apiserver import errors
 from boxkube.apiserver.allocators import Exhausted, Taken
+from boxkube.api.pods import qos_class
 from boxkube.apiserver.strategies.base import Cause, Obj, Strategy
 from boxkube.apiserver.strategies.podspec import default_pod_spec, default_template
 
@@ -12,29 +13,6 @@ if TYPE_CHECKING:
     from boxkube.apiserver.registry import Registry
 
 # Added by upstream's DefaultTolerationSeconds admission plugin to every pod.
-_DEFAULT_TOLERATIONS = [
-    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-]
-
-
-def _qos_class(spec: Obj) -> str:
-    """BestEffort with no requests/limits; Guaranteed when every container's requests equal its limits for cpu and memory."""
-    containers = [c for c in (spec.get("containers") or []) + (spec.get("initContainers") or []) if isinstance(c, dict)]
-    any_set, guaranteed = False, True
-    for c in containers:
-        res = c.get("resources") or {}
-        limits, requests = res.get("limits") or {}, res.get("requests") or {}
-        if limits or requests:
-            any_set = True
-        for r in ("cpu", "memory"):
-            if r not in limits or str(requests.get(r, limits[r])) != str(limits[r]):
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
 class PodStrategy(Strategy):
     tracks_generation = True
     return_deleted_object = True
@@ -51,13 +29,16 @@ class PodStrategy(Strategy):
         spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
         tolerations = spec.setdefault("tolerations", [])
         if isinstance(tolerations, list):
+            # DefaultTolerationSeconds: how long a pod stays on a node that went away (boxkube's is short).
             have = {(t.get("key"), t.get("effect")) for t in tolerations if isinstance(t, dict)}
-            for t in _DEFAULT_TOLERATIONS:
-                if (t["key"], t["effect"]) not in have:
-                    tolerations.append(dict(t))
+            for key, seconds in (("node.kubernetes.io/not-ready", self.admission.not_ready_toleration_seconds),
+                                 ("node.kubernetes.io/unreachable", self.admission.unreachable_toleration_seconds)):
+                if (key, "NoExecute") not in have:
+                    tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                        "tolerationSeconds": seconds})
         status = obj.get("status")
         if isinstance(status, dict) and "qosClass" not in status:
-            status["qosClass"] = _qos_class(spec)
+            status["qosClass"] = qos_class(spec)
 
     def initial_status(self, obj: Obj) -> Obj:
         return {"phase": "Pending"}
