@@ -40,7 +40,13 @@ class Controller:
     in `setup()` and implement `reconcile(key)`."""
 
     name: ClassVar[str] = ""
+    # Its events' source.component; upstream's names are not always `<name>-controller`.
+    component: ClassVar[str] = ""
     workers: ClassVar[int] = 2
+
+    @classmethod
+    def event_component(cls) -> str:
+        return cls.component or f"{cls.name}-controller"
 
     def __init__(self, client: ApiClient, informers: InformerFactory, recorder: EventRecorder,
                  settings: Settings = Settings()):

@@ -47,7 +47,7 @@ class ControllerManager:
             raise ValueError(f"unknown controller(s): {', '.join(unknown)} (known: {', '.join(every)})")
         self.client = client
         self.informers = InformerFactory(client)
-        self.recorders = [EventRecorder(client, f"{n}-controller", host) for n in wanted]
+        self.recorders = [EventRecorder(client, every[n].event_component(), host) for n in wanted]
         self.controllers = [every[n](client, self.informers, rec, settings) for n, rec in zip(wanted, self.recorders)]
 
     async def run(self, sync_timeout: float | None = None) -> None:
