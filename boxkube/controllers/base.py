@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
+class RetryLater(Exception):
+    """Raised by a reconcile that must wait for the world (a Node to appear, content to go):
+    retried with back-off and logged in one line, as an expected condition, not as a failure."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the controllers are told at start (`python -m boxkube.controllers` flags, from the cluster config)."""
@@ -119,6 +124,8 @@ class Controller:
                 retries = self.queue.num_requeues(key)
                 if isinstance(e, ApiError) and e.is_conflict:
                     self.log.debug("%s: conflict on %s, retrying", self.name, key)
+                elif isinstance(e, RetryLater):
+                    self.log.info("%s: %s not done yet (retry %d): %s", self.name, key, retries, e)
                 else:
                     self.log.warning("%s: error syncing %s (retry %d): %s", self.name, key, retries, e,
                                      exc_info=not isinstance(e, ApiError))

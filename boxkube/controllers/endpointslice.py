@@ -20,6 +20,7 @@ from typing import Any
 
 from boxkube.api.pods import is_ready
 from boxkube.client import ApiError, DeletedFinalStateUnknown, NAMESPACE_INDEX, object_key, resource, split_key
+from boxkube.controllers.base import RetryLater
 from boxkube.controllers.ownership import controller_ref
 from boxkube.controllers.podendpoints import (
     HEADLESS_LABEL,
@@ -281,7 +282,7 @@ class EndpointSliceController(ServiceEndpointsController):
             await self._delete(service, stray)
         if problems:
             # Retried with back-off: a pod's Node may yet appear.
-            raise RuntimeError("; ".join(problems))
+            raise RetryLater("; ".join(problems))
 
     def _plan(self, service: Obj, pods: list[Obj], existing: list[Obj], address_type: str,
               problems: list[str]) -> _Plan:

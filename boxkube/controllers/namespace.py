@@ -22,7 +22,7 @@ from typing import ClassVar
 from boxkube.api.times import now_rfc3339, parse_time
 from boxkube.client import ApiError, ResourceType, resource
 from boxkube.client.resources import RESOURCES
-from boxkube.controllers.base import Controller, Obj
+from boxkube.controllers.base import Controller, Obj, RetryLater
 
 NAMESPACES, PODS = resource("namespaces"), resource("pods")
 
@@ -127,7 +127,7 @@ class NamespaceController(Controller):
             except ApiError as e:
                 self.log.warning("couldn't update status condition for namespace %r: %s", key, e)
         if content.errors:
-            raise RuntimeError(f"namespace {key}: " + ", ".join(content.errors))
+            raise RetryLater(f"namespace {key}: " + ", ".join(content.errors))
         if content.estimate > 0:
             self.log.debug("namespace %s: some content remains, estimate %d seconds before it is removed",
                            key, content.estimate)
