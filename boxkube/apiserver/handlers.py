@@ -284,7 +284,7 @@ class Handlers:
         def mutate(ns: Obj) -> Obj:
             ns.setdefault("spec", {})["finalizers"] = wanted
             return ns
-        obj = await self.registry.guaranteed_update(t.rt, None, t.name, mutate, opts)
+        obj = await self.registry.guaranteed_update(t.rt, None, t.name, mutate, opts, subresource="finalize")
         return json_response(obj)
 
     # -- watch ----------------------------------------------------------------

@@ -53,7 +53,7 @@ class NamespaceFinalizer:
                 spec = ns.setdefault("spec", {})
                 spec["finalizers"] = [f for f in spec.get("finalizers") or [] if f != "kubernetes"]
                 return ns
-            await self.registry.guaranteed_update(self.rt, None, name, drop_kubernetes, _OPTS)
+            await self.registry.guaranteed_update(self.rt, None, name, drop_kubernetes, _OPTS, subresource="finalize")
         except APIError as e:
             if e.code != 404:
                 log.warning("finalizing namespace %s: %s", name, e.message)

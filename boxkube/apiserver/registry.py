@@ -66,6 +66,27 @@ class ListResult:
     remaining: int | None = None
 
 
+def _restore(new: Obj, old: Obj, path: tuple[str, ...]) -> None:
+    """Set `path` of `new` to what it is in `old` (absent there: absent here too)."""
+    source: Any = old
+    for key in path:
+        source = source.get(key, _MISSING) if isinstance(source, dict) else _MISSING
+    target = new
+    for key in path[:-1]:
+        if not isinstance(target.get(key), dict):
+            if source is _MISSING:
+                return
+            target[key] = {}
+        target = target[key]
+    if source is _MISSING:
+        target.pop(path[-1], None)
+    else:
+        target[path[-1]] = copy.deepcopy(source)
+
+
+_MISSING = object()
+
+
 def _meta(obj: Obj) -> Obj:
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
@@ -254,6 +275,7 @@ class Registry:
                 obj.pop("status", None)
             else:
                 obj["status"] = status
+        st.prepare_for_create(obj)
         st.default(obj)
         generated = not meta.get("name") and bool(meta.get("generateName"))
         for attempt in range(8 if generated else 1):
@@ -380,22 +402,13 @@ class Registry:
         return await self._write(rt, old, new, kv.mod_revision, opts, subresource), False
 
     def _merge_subresource(self, rt: ResourceType, old: Obj, new: Obj, subresource: str) -> Obj:
-        """Status writes change only status; main-resource writes never change status."""
-        st = self.strategy(rt)
+        """What a write may not set comes back from the stored object: the strategy's reset fields
+        (upstream GetResetFields/PrepareForUpdate) — status for a main write, spec (and, per kind,
+        labels or ownerReferences) for a status write; the rest of a status write's metadata counts."""
         if subresource == "binding":
             return new        # a binding sets spec.nodeName and the PodScheduled condition together
-        if subresource == "status":
-            merged = copy.deepcopy(old)
-            if "status" in new:
-                merged["status"] = new["status"]
-            else:
-                merged.pop("status", None)
-            return merged
-        if st.has_status:
-            if "status" in old:
-                new["status"] = old["status"]
-            else:
-                new.pop("status", None)
+        for path in managedfields.reset_fields_for(self.definition(rt), subresource):
+            _restore(new, old, path)
         return new
 
     async def _write(self, rt: ResourceType, old: Obj, new: Obj, revision: int, opts: WriteOptions,
@@ -411,7 +424,7 @@ class Registry:
             else:
                 meta.pop(key, None)
         meta["resourceVersion"] = old_meta["resourceVersion"]
-        st.prepare_for_update(new, old)
+        st.prepare_for_update(new, old, subresource)
         st.default(new)
         if st.tracks_generation and _spec_of(new) != _spec_of(old):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1

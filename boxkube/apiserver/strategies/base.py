@@ -57,7 +57,10 @@ class Strategy:
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
         return []
 
-    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+    def prepare_for_create(self, obj: Obj) -> None:
+        """Adjust a new object before defaults and validation (upstream PrepareForCreate)."""
+
+    def prepare_for_update(self, new: Obj, old: Obj, subresource: str = "") -> None:
         """Adjust an update before validation (e.g. keep fields the client may not change)."""
 
     async def before_create(self, registry: "Registry", obj: Obj, dry_run: bool) -> None:

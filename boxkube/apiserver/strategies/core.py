@@ -43,7 +43,7 @@ class PodStrategy(Strategy):
     def initial_status(self, obj: Obj) -> Obj:
         return {"phase": "Pending"}
 
-    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+    def prepare_for_update(self, new: Obj, old: Obj, subresource: str = "") -> None:
         # Once scheduled, only the binding subresource or the node agent sets nodeName.
         old_spec, new_spec = old.get("spec") or {}, new.get("spec")
         if isinstance(new_spec, dict) and old_spec.get("nodeName") and "nodeName" not in new_spec:
@@ -71,9 +71,25 @@ class NamespaceStrategy(Strategy):
         if meta.get("name"):
             # Upstream sets this label on every namespace so selectors can pick namespaces by name.
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        # Every namespace starts with the `kubernetes` finalizer: the namespace controller empties
+        # it before it may go. Only the finalize subresource takes it off again.
         spec = obj.setdefault("spec", {})
         if isinstance(spec, dict):
-            spec.setdefault("finalizers", ["kubernetes"])
+            finalizers = spec.setdefault("finalizers", [])
+            if isinstance(finalizers, list) and "kubernetes" not in finalizers:
+                finalizers.append("kubernetes")
+
+    def prepare_for_update(self, new: Obj, old: Obj, subresource: str = "") -> None:
+        if subresource != "finalize":
+            new_spec = new.setdefault("spec", {})
+            if isinstance(new_spec, dict):
+                old_finalizers = (old.get("spec") or {}).get("finalizers")
+                if old_finalizers is None:
+                    new_spec.pop("finalizers", None)
+                else:
+                    new_spec["finalizers"] = old_finalizers
 
     def initial_status(self, obj: Obj) -> Obj:
         return {"phase": "Active"}
@@ -124,7 +140,7 @@ class ServiceStrategy(Strategy):
             return [errors.field_cause("spec.clusterIPs[0]", f'Invalid value: []string{{"{new_ip}"}}: may not change once set')]
         return []
 
-    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+    def prepare_for_update(self, new: Obj, old: Obj, subresource: str = "") -> None:
         new_spec, old_spec = new.get("spec"), old.get("spec") or {}
         if isinstance(new_spec, dict):
             _drop_type_dependent_fields(new_spec, old_spec)
