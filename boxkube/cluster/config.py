@@ -12,7 +12,7 @@
         extraPortMappings: [{containerPort: 30080, hostPort: 8080}]
     networking: {podSubnet: 10.244.0.0/16, serviceSubnet: 10.96.0.0/12}
     timings: {nodeMonitorGracePeriod: 10s, podEvictionTimeout: 20s}
-    components: {scheduler: true, controllerManager: true}
+    components: {scheduler: true, controllerManager: true}   # controllers: [namespace, ...] for a subset
 
 Like kind's config it is read strictly: an unknown field or a bad value is one
 line naming the field, never a traceback, and nothing is created.
@@ -151,6 +151,18 @@ class Components(_Strict):
     your own scheduler or controllers against boxkube without the built-in ones interfering."""
     scheduler: bool = True
     controller_manager: bool = Field(True, alias="controllerManager")
+    # Which controllers the controller manager runs (None: all), like kube-controller-manager's --controllers.
+    controllers: list[str] | None = None
+
+    @field_validator("controllers")
+    @classmethod
+    def _known(cls, names: list[str] | None) -> list[str] | None:
+        from boxkube.controllers.manager import available_controllers   # imports every controller module
+        known = available_controllers()
+        unknown = [n for n in names or [] if n not in known]
+        if unknown:
+            raise ValueError(f"unknown controller(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return names
 
 
 class ClusterConfig(_Strict):

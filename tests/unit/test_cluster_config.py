@@ -85,3 +85,11 @@ def test_components_can_be_turned_off():
     config = parse_config("apiVersion: boxkube.dev/v1alpha1\nkind: Cluster\ncomponents: {controllerManager: false}\n")
     assert config.components.scheduler and not config.components.controller_manager
     assert parse_config(FULL).components.scheduler
+
+
+def test_a_subset_of_controllers_is_checked_against_the_known_ones():
+    config = parse_config("apiVersion: boxkube.dev/v1alpha1\nkind: Cluster\ncomponents: {controllers: [namespace]}\n")
+    assert config.components.controllers == ["namespace"]
+    with pytest.raises(ClusterError) as err:
+        parse_config("apiVersion: boxkube.dev/v1alpha1\nkind: Cluster\ncomponents: {controllers: [nope]}\n", "c.yaml")
+    assert str(err.value).startswith("c.yaml: components.controllers: unknown controller(s) nope; known: ")
