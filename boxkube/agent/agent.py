@@ -1,0 +1,412 @@
+"""Node agents: one NodeAgent per node, many of them sharing one AgentGroup.
+
+A NodeAgent is what the kubelet is for one node: it registers the Node, keeps
+its Lease and status fresh, and runs a PodWorker for every pod bound to it.
+The AgentGroup is what they share so that a thousand simulated nodes in one
+process stay cheap: one API client, ONE pod informer (indexed by
+spec.nodeName) and one node informer instead of a watch per node, and two
+batched schedules (boxkube.agent.heartbeat) for all Lease renewals and all
+node status posts. A single real node is a group of one, whose informers
+select just its own pods and Node.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from boxkube.agent.backoff import Backoff
+from boxkube.agent.config import AgentSettings, NodeSettings
+from boxkube.agent.heartbeat import Periodic
+from boxkube.agent.node import (
+    CONDITION_EVENTS,
+    LEASE_NAMESPACE,
+    NodeIdentity,
+    conditions,
+    default_labels,
+    lease_object,
+    with_times,
+)
+from boxkube.agent.podworker import PodWorker
+from boxkube.agent.runtime.base import Runtime
+from boxkube.api.times import now_rfc3339
+from boxkube.client import ApiClient, ApiError, DeletedFinalStateUnknown, EventRecorder, Informer, resource
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+NODES, PODS, LEASES = resource("nodes"), resource("pods"), resource("leases")
+NODE_INDEX = "nodeName"
+# How long shutting down waits for queued events to be written.
+_EVENT_FLUSH_TIMEOUT = 2.0
+# A failed Lease renewal is tried again this soon (upstream: 200 ms doubling up to 7 s).
+_LEASE_RETRY = 0.2
+
+
+def _pod_node(pod: Obj) -> list[str]:
+    node = (pod.get("spec") or {}).get("nodeName")
+    return [node] if node else []
+
+
+def _is_terminal(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+class NodeAgent:
+    """The kubelet of one node."""
+
+    def __init__(self, group: "AgentGroup", settings: NodeSettings, runtime: Runtime):
+        self.group, self.settings, self.runtime = group, settings, runtime
+        self.name = settings.name
+        self.client = group.client
+        self.recorder = EventRecorder(group.event_client, "kubelet", host=self.name)  # type: ignore[arg-type]
+        self.backoff = Backoff(group.settings.backoff_initial, group.settings.backoff_max)
+        self.identity = NodeIdentity(settings, runtime.version())
+        self.host_ip = settings.internal_ip
+        self.workers: dict[str, PodWorker] = {}     # by pod uid
+        self.node_uid = ""
+        self.pod_cidr = ""
+        self.conditions: list[Obj] = []             # as last posted, with their times
+        self.lease: Obj | None = None
+        self.running = False
+        self.removed = False                        # our Node was deleted: this agent is done
+        self._tasks: set[asyncio.Task] = set()
+
+    def __repr__(self) -> str:
+        return f"<NodeAgent {self.name}>"
+
+    # -- registration and heartbeats ------------------------------------------------
+
+    def _ready(self) -> tuple[bool, str]:
+        ok, why = self.runtime.network_ready()
+        return ok, ("" if ok else "container runtime network not ready: NetworkReady=false "
+                    f"reason:NetworkPluginNotReady message:{why}")
+
+    async def register(self) -> None:
+        """Create our Node (or find it registered already, as after a restart) and our Lease."""
+        now = now_rfc3339()
+        wanted = with_times(conditions(*self._ready()), [], now)
+        try:
+            node = await self.client.create(NODES, self.identity.node_object(wanted))
+            self.conditions = wanted
+        except ApiError as e:
+            if not e.is_already_exists:
+                raise
+            node = await self.client.get(NODES, self.name)
+            labels = (node.get("metadata") or {}).get("labels") or {}
+            fix = {k: v for k, v in default_labels(self.settings).items() if labels.get(k) != v}
+            if fix:
+                node = await self.client.patch(NODES, self.name, {"metadata": {"labels": fix}})
+            self.conditions = list((node.get("status") or {}).get("conditions") or [])
+        self.node_uid = node["metadata"]["uid"]
+        self.recorder.event(self._ref(), "Normal", "Starting", "Starting kubelet.")
+        if self.conditions is wanted:
+            self._condition_events([], wanted)
+        await self._take_pod_cidr(node)
+        await self.renew_lease()
+
+    def _ref(self) -> Obj:
+        # The kubelet's events name the node with its name as uid (upstream's nodeRef).
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.name, "uid": self.name}}
+
+    def _condition_events(self, old: list[Obj], new: list[Obj]) -> None:
+        before = {c.get("type"): c.get("status") for c in old}
+        for c in new:
+            reason = CONDITION_EVENTS.get((c["type"], c["status"]))
+            if reason and before.get(c["type"]) != c["status"]:
+                self.recorder.event(self._ref(), "Normal", reason, f"Node {self.name} status is now: {reason}")
+
+    async def post_status(self) -> float | None:
+        """Post the node's status (the group calls this periodically and when poked)."""
+        if self.removed:
+            return None
+        new = with_times(conditions(*self._ready()), self.conditions, now_rfc3339())
+        try:
+            await self.client.patch_status(NODES, self.name, {"status": self.identity.status(new)},
+                                           patch_type="strategic")
+        except ApiError as e:
+            if e.is_not_found:
+                self.node_deleted()
+                return None
+            raise
+        self._condition_events(self.conditions, new)
+        self.conditions = new
+        return None
+
+    async def renew_lease(self) -> float | None:
+        if self.removed:
+            return None
+        duration = self.group.settings.lease_duration
+        try:
+            if self.lease is None:
+                try:    # creating first costs one request for a new node, two after a restart
+                    self.lease = await self.client.create(LEASES, lease_object(self.name, self.node_uid, duration))
+                    return None
+                except ApiError as e:
+                    if not e.is_already_exists:
+                        raise
+                self.lease = await self.client.get(LEASES, self.name, LEASE_NAMESPACE)
+            fresh = lease_object(self.name, self.node_uid, duration)
+            # Our Node may be a new one of the same name: the Lease belongs to the Node that is there now.
+            lease = {**self.lease, "metadata": {**self.lease["metadata"],
+                                                "ownerReferences": fresh["metadata"]["ownerReferences"]},
+                     "spec": {**(self.lease.get("spec") or {}), **fresh["spec"]}}
+            self.lease = await self.client.replace(LEASES, lease)
+        except ApiError as e:
+            if not (e.is_conflict or e.is_not_found):
+                raise
+            log.debug("lease of %s: %s; reading it again", self.name, e)
+            self.lease = None
+            return _LEASE_RETRY
+        return None
+
+    # -- the node object ------------------------------------------------------------
+
+    def node_changed(self, node: Obj) -> None:
+        cidr = (node.get("spec") or {}).get("podCIDR") or ""
+        if cidr and cidr != self.pod_cidr and self.node_uid and not self.removed:
+            self._spawn(self._take_pod_cidr(node), "podCIDR")
+
+    async def _take_pod_cidr(self, node: Obj) -> None:
+        cidr = (node.get("spec") or {}).get("podCIDR") or ""
+        if not cidr or cidr == self.pod_cidr:
+            return
+        self.pod_cidr = cidr
+        await self.runtime.update_pod_cidr(cidr)
+        log.info("node %s: podCIDR %s", self.name, cidr)
+        self.group.statuses.poke(self)
+        for worker in self.workers.values():
+            worker.wake()
+
+    def node_deleted(self) -> None:
+        """Our Node is gone from the cluster: its pods can no longer run here, so stop them and
+        remove them from the API at once (what the pod GC would do later), and stop heartbeats."""
+        if self.removed:
+            return
+        self.removed = True
+        log.warning("node %s was deleted from the cluster; stopping its pods and heartbeats", self.name)
+        self.group.leases.remove(self)
+        self.group.statuses.remove(self)
+        for worker in list(self.workers.values()):
+            worker.removed()
+        self._spawn(self._delete_pods(), "delete pods")
+
+    async def _delete_pods(self) -> None:
+        for pod in self.group.pods_of(self.name):
+            meta = pod["metadata"]
+            with contextlib.suppress(ApiError):
+                async with self.group.pod_write_limit:
+                        await self.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0,
+                                             preconditions={"uid": meta["uid"]})
+
+    # -- pods -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Adopt what the runtime runs, start a worker per pod, clean up the rest, begin heartbeats."""
+        sandboxes = await self.runtime.list_sandboxes()
+        containers = await self.runtime.list_containers()
+        stale: list[str] = []
+        pods = self.group.pods_of(self.name)
+        for pod in pods:
+            worker = PodWorker(self, pod)
+            stale += worker.adopt(sandboxes, containers)
+            if _is_terminal(pod) and not worker.has_runtime_state and not pod["metadata"].get("deletionTimestamp"):
+                continue
+            self._add_worker(worker)
+        self.running = True
+        self._spawn(self._runtime_events(), "runtime events")
+        self.group.leases.add(self)
+        # Post at once if the API shows other conditions than ours (a podCIDR came while registering,
+        # or the node controller marked us Unknown while we were away).
+        shown = [(c.get("type"), c.get("status"), c.get("reason")) for c in self.conditions]
+        wanted = [(c["type"], c["status"], c["reason"]) for c in conditions(*self._ready())]
+        self.group.statuses.add(self, first_in=0.0 if shown != wanted else None)
+        known = {p["metadata"]["uid"] for p in pods}
+        adopted = sum(1 for w in self.workers.values() if w.has_runtime_state)
+        if adopted:
+            log.info("node %s: adopted %d running pod(s)", self.name, adopted)
+        for cid in stale:
+            await self.runtime.remove_container(cid)
+        for sandbox in sandboxes:
+            if sandbox.pod_uid not in known:
+                log.info("node %s: removing pod %s/%s, which is no longer bound here", self.name,
+                         sandbox.namespace, sandbox.name)
+                for c in containers:
+                    if c.sandbox_id == sandbox.id:
+                        await self.runtime.stop_container(c.id, 0)
+                await self.runtime.remove_sandbox(sandbox.id)
+
+    def _add_worker(self, worker: PodWorker) -> None:
+        self.workers[worker.uid] = worker
+        worker.start()
+
+    def worker_done(self, worker: PodWorker) -> None:
+        if self.workers.get(worker.uid) is worker:
+            del self.workers[worker.uid]
+
+    def pod_changed(self, pod: Obj) -> None:
+        if not self.running or self.removed:
+            return
+        uid = pod["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.update(pod)
+        elif not _is_terminal(pod):
+            self._add_worker(PodWorker(self, pod))
+
+    def pod_removed(self, pod: Obj) -> None:
+        worker = self.workers.get((pod.get("metadata") or {}).get("uid", ""))
+        if worker is not None:
+            worker.removed()
+
+    def live_pod(self, namespace: str, name: str) -> Obj | None:
+        return self.group.pods.store.get_object(name, namespace)
+
+    async def _runtime_events(self) -> None:
+        async for event in self.runtime.events():
+            worker = self.workers.get(event.pod_uid)
+            if worker is not None:
+                worker.wake()
+
+    def _spawn(self, coro: Any, what: str) -> None:
+        task = asyncio.create_task(coro, name=f"{self.name} {what}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("node %s: %s failed: %s", self.name, task.get_name(), task.exception())
+
+    async def stop(self) -> None:
+        """Stop the agent; the pods' containers keep running (a restarted agent adopts them)."""
+        self.running = False
+        self.group.leases.remove(self)
+        self.group.statuses.remove(self)
+        tasks = [*self._tasks, *(t for w in self.workers.values() for t in w.tasks())]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.workers.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.recorder.close(), _EVENT_FLUSH_TIMEOUT)
+
+
+class _Limited:
+    """The API client as the nodes' event recorders see it: their writes (create, patch) take turns,
+    at most as many in flight as `limit` lets through — a thousand recorders draining at once must
+    not starve pod status writes of connections."""
+
+    def __init__(self, client: ApiClient, limit: asyncio.Semaphore):
+        self._client, self._limit = client, limit
+
+    async def create(self, *args: Any, **kwargs: Any) -> Obj:
+        async with self._limit:
+            return await self._client.create(*args, **kwargs)
+
+    async def patch(self, *args: Any, **kwargs: Any) -> Obj:
+        async with self._limit:
+            return await self._client.patch(*args, **kwargs)
+
+
+class AgentGroup:
+    """The node agents of one process, sharing a client, informers and heartbeat schedules.
+
+    `runtime_for(node)` gives each node its runtime; the runtimes belong to the
+    caller, who closes them (a group restarted in the same process adopts from them).
+    """
+
+    def __init__(self, client: ApiClient, nodes: list[NodeSettings], runtime_for: Callable[[NodeSettings], Runtime],
+                 settings: AgentSettings = AgentSettings()):
+        if not nodes:
+            raise ValueError("no nodes to run")
+        self.client, self.settings = client, settings
+        single = nodes[0].name if len(nodes) == 1 else ""
+        # One node: watch just its pods and Node. Many: every bound pod and every Node, dispatched by name.
+        self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={single}" if single else "spec.nodeName!=",
+                             indexers={NODE_INDEX: _pod_node})
+        self.nodes = Informer(client, NODES, field_selector=f"metadata.name={single}" if single else "")
+        self.heartbeat_limit = asyncio.Semaphore(settings.heartbeat_concurrency)
+        self.pod_write_limit = asyncio.Semaphore(settings.pod_write_concurrency)
+        self.event_client = _Limited(client, asyncio.Semaphore(settings.event_concurrency))
+        self.leases: Periodic[NodeAgent] = Periodic("lease renewal", settings.renew_interval,
+                                                    lambda a: a.renew_lease(), self.heartbeat_limit)
+        self.statuses: Periodic[NodeAgent] = Periodic("node status", settings.status_report_interval,
+                                                      lambda a: a.post_status(), self.heartbeat_limit)
+        self.agents = {n.name: NodeAgent(self, n, runtime_for(n)) for n in nodes}
+        self._tasks: list[asyncio.Task] = []
+        self.pods.add_event_handler(on_add=self._pod_changed, on_update=lambda old, new: self._pod_changed(new),
+                                    on_delete=self._pod_removed)
+        self.nodes.add_event_handler(on_add=self._node_changed, on_update=lambda old, new: self._node_changed(new),
+                                     on_delete=self._node_removed)
+
+    def pods_of(self, node: str) -> list[Obj]:
+        return self.pods.store.by_index(NODE_INDEX, node)
+
+    async def start(self, sync_timeout: float | None = 60.0) -> None:
+        """Register every node and start its pods; returns once all are registered."""
+        for agent in self.agents.values():
+            await agent.runtime.start()
+        self.pods.start()
+        self.nodes.start()
+        self._tasks = [asyncio.create_task(self.leases.run(), name="lease renewals"),
+                       asyncio.create_task(self.statuses.run(), name="node status")]
+        async def register(agent: NodeAgent) -> None:
+            async with self.heartbeat_limit:
+                await agent.register()
+
+        await asyncio.gather(*(register(a) for a in self.agents.values()))
+        if not (await self.pods.wait_for_sync(sync_timeout) and await self.nodes.wait_for_sync(sync_timeout)):
+            raise TimeoutError("the node agents' pod and node caches did not sync")
+        for agent in self.agents.values():
+            await agent.start()
+        log.info("%d node agent(s) running", len(self.agents))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(a.stop() for a in self.agents.values()))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pods.stop()
+        await self.nodes.stop()
+
+    async def run(self) -> None:
+        """Start, then run until cancelled."""
+        try:
+            await self.start()
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.stop()
+
+    async def __aenter__(self) -> "AgentGroup":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- informer handlers -----------------------------------------------------------
+
+    def _pod_changed(self, pod: Obj) -> None:
+        agent = self.agents.get((pod.get("spec") or {}).get("nodeName", ""))
+        if agent is not None:
+            agent.pod_changed(pod)
+
+    def _pod_removed(self, pod: Obj | DeletedFinalStateUnknown) -> None:
+        pod = pod.obj if isinstance(pod, DeletedFinalStateUnknown) else pod
+        agent = self.agents.get((pod.get("spec") or {}).get("nodeName", ""))
+        if agent is not None:
+            agent.pod_removed(pod)
+
+    def _node_changed(self, node: Obj) -> None:
+        agent = self.agents.get(node["metadata"]["name"])
+        if agent is not None:
+            agent.node_changed(node)
+
+    def _node_removed(self, node: Obj | DeletedFinalStateUnknown) -> None:
+        node = node.obj if isinstance(node, DeletedFinalStateUnknown) else node
+        agent = self.agents.get(node["metadata"]["name"])
+        if agent is not None and agent.node_uid == node["metadata"].get("uid"):
+            agent.node_deleted()

@@ -1,0 +1,151 @@
+"""The runtime interface: what the node agent asks of whatever runs its pods' containers.
+
+Shaped after the CRI the kubelet drives, cut down to what boxkube needs:
+
+- a *sandbox* per pod holds its network namespace and pod IP (the Docker
+  runtime's pause container; the simulated runtime's bookkeeping). The agent
+  tells the runtime the node's podCIDR (`update_pod_cidr`, CRI's
+  UpdateRuntimeConfig); pod IPs come from it.
+- *containers* are started in a sandbox (create + start in one call: the agent
+  records Created/Started around it) and stopped with a grace period (SIGTERM,
+  then SIGKILL when it is over). Every instance of a container is a new
+  `ContainerInfo` whose `attempt` is the restart count; the agent removes old
+  exited instances itself (the kubelet keeps one dead instance per container
+  for `lastState`).
+- `events()` streams what changed on the runtime's side (a container exited,
+  its readiness changed), so the agent never polls; the Docker runtime feeds
+  it from the engine's event stream.
+- `list_sandboxes()`/`list_containers()` tell an agent that (re)starts what
+  already exists, so it adopts running pods instead of starting them twice.
+
+Probes' exec and HTTP hooks and logs/exec streaming are added with the Docker
+runtime. A runtime object belongs to one node; whoever makes it closes it (an
+agent that restarts in the same process gets the same runtime back).
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+Obj = dict[str, Any]
+
+
+class RuntimeFailure(Exception):
+    """The runtime could not do what was asked. `reason` is the kubelet's waiting reason to show
+    (CreateContainerError, RunContainerError, NetworkNotReady...); str() the message."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Sandbox:
+    id: str
+    pod_uid: str
+    namespace: str
+    name: str
+    ip: str                    # "" for a pod on the host's network
+    created_at: float          # epoch seconds
+    ready: bool = True         # the network namespace exists (pause container running)
+
+
+@dataclass
+class ContainerInfo:
+    """One instance of one container of a pod."""
+
+    id: str
+    sandbox_id: str
+    pod_uid: str
+    name: str
+    attempt: int               # 0 for the first instance; the restartCount it shows
+    image: str
+    image_id: str = ""
+    state: Literal["created", "running", "exited"] = "created"
+    started_at: float | None = None    # epoch seconds (sub-second: back-off windows may be short)
+    finished_at: float | None = None
+    exit_code: int = 0
+    reason: str = ""           # exited: Completed, Error, OOMKilled
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RuntimeEvent:
+    """Something changed for a container of pod `pod_uid`: the agent re-syncs that pod."""
+
+    pod_uid: str
+    container_id: str
+    kind: Literal["exited", "readiness"]
+
+
+class Runtime(abc.ABC):
+    name: ClassVar[str]                    # the containerID scheme: "<name>://<id>"
+    # Whether starting a container records the kubelet's Pulled event ("already present on
+    # machine"): a simulated node has no images to speak of.
+    records_image_events: ClassVar[bool] = True
+
+    async def start(self) -> None:
+        """Connect to the engine (nothing to do for the simulated runtime)."""
+
+    async def close(self) -> None:
+        """Let go of the engine; running containers keep running."""
+
+    @abc.abstractmethod
+    def version(self) -> str:
+        """nodeInfo.containerRuntimeVersion, e.g. docker://27.3.1."""
+
+    @abc.abstractmethod
+    async def update_pod_cidr(self, cidr: str) -> None:
+        """The node's podCIDR, once the control plane has given one; pod IPs come from it."""
+
+    @abc.abstractmethod
+    def network_ready(self) -> tuple[bool, str]:
+        """Whether sandboxes can be made, and why not (the Ready condition's message quotes it)."""
+
+    @abc.abstractmethod
+    async def run_sandbox(self, pod: Obj) -> Sandbox:
+        """Make the pod's sandbox (network namespace and IP; a hostNetwork pod gets neither).
+        RuntimeFailure when it can't."""
+
+    @abc.abstractmethod
+    async def remove_sandbox(self, sandbox_id: str) -> None:
+        """Remove a sandbox whose containers are stopped, giving back its IP; no error if gone."""
+
+    @abc.abstractmethod
+    async def image_present(self, image: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def start_container(self, sandbox: Sandbox, pod: Obj, container: Obj, attempt: int) -> ContainerInfo:
+        """Create and start instance `attempt` of `container` (the pod spec's entry) in `sandbox`;
+        returns it running (or already exited). RuntimeFailure when it can't."""
+
+    @abc.abstractmethod
+    async def stop_container(self, container_id: str, grace_period: float) -> None:
+        """Stop a container: SIGTERM, then SIGKILL after `grace_period` seconds; returns once it has
+        exited. No error if it is not running."""
+
+    @abc.abstractmethod
+    async def remove_container(self, container_id: str) -> None:
+        """Remove an exited container; no error if gone."""
+
+    @abc.abstractmethod
+    async def container_status(self, container_id: str) -> ContainerInfo | None:
+        """The container's current state (an engine's inspect); None if it is gone."""
+
+    @abc.abstractmethod
+    async def list_sandboxes(self) -> list[Sandbox]: ...
+
+    @abc.abstractmethod
+    async def list_containers(self) -> list[ContainerInfo]:
+        """Every container instance, running or exited, of every sandbox."""
+
+    @abc.abstractmethod
+    def events(self) -> AsyncIterator[RuntimeEvent]:
+        """Changes as they happen, for one consumer (the node's agent), until the runtime closes."""
+
+    def readiness(self, pod: Obj, container: ContainerInfo) -> bool | None:
+        """The runtime's own verdict on a running container's readiness (a simulated node's
+        annotation); None leaves it to the agent's probes."""
+        return None
