@@ -79,7 +79,8 @@ class EventRecorder:
                 self._queue.task_done()
 
     async def _write(self, ref: Obj, type_: str, reason: str, message: str) -> None:
-        key = (tuple(sorted(ref.items())), type_, reason, message)
+        # client-go's correlation key: the object without its resourceVersion (a pod's changes all the time).
+        key = (tuple(sorted((k, v) for k, v in ref.items() if k != "resourceVersion")), type_, reason, message)
         now = now_rfc3339()
         seen = self._seen.get(key)
         if seen and time.monotonic() - seen[4] < _REPEAT_WINDOW:
