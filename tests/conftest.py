@@ -1,16 +1,19 @@
-"""Shared fixtures: a real local boxkube cluster made by the `boxkube` CLI (session-wide, started on first use)."""
+"""Shared fixtures: a real local boxkube cluster made by the `boxkube` CLI (session-wide, started on first use),
+and boxkube's own client of it with a fresh namespace per test."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from boxkube.client import ApiClient, resource
 from boxkube.cluster.binaries import kubectl_binary
 
 
@@ -62,6 +65,22 @@ def cluster(tmp_path_factory) -> Cluster:
     assert created.returncode == 0, created.stderr
     yield Cluster(name, kubeconfig, env)
     _boxkube(env, "delete", "cluster", "--name", name)
+
+
+@pytest.fixture
+async def client(cluster) -> AsyncIterator[ApiClient]:
+    """boxkube's own client of the session cluster, opened for the test."""
+    async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as c:
+        yield c
+
+
+@pytest.fixture
+async def ns(client) -> AsyncIterator[str]:
+    """A fresh namespace, made and removed through the client."""
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    await client.create(resource("namespaces"), {"metadata": {"name": name}})
+    yield name
+    await client.delete(resource("namespaces"), name)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Fixtures for the client tests: clients of the session cluster, its etcd, and a second API server.
+"""Fixtures for the client tests: the session cluster's etcd and a second API server (`client` and `ns`
+come from tests/conftest.py).
 
 The second API server is boxkube's own app, run in the test's event loop on the
 cluster's etcd (as a second kube-apiserver of an HA control plane would be).
@@ -8,35 +9,16 @@ an API server restart onto a compacted etcd are made real.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 import uvicorn
 
 from boxkube.apiserver.app import ServerConfig, create_app
-from boxkube.client import ApiClient, ClientConfig, resource
+from boxkube.client import ApiClient, ClientConfig
 from boxkube.cluster.etcd import HOST
 from boxkube.cluster.process import free_port
 from boxkube.cluster.state import boxkube_home, cluster_dir
 from boxkube.storage.etcd import EtcdStore
-
-NAMESPACES = resource("namespaces")
-
-
-@pytest.fixture
-async def client(cluster):
-    async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as c:
-        yield c
-
-
-@pytest.fixture
-async def ns(client):
-    """A fresh namespace, made and removed through the client."""
-    name = f"c-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"metadata": {"name": name}})
-    yield name
-    await client.delete(NAMESPACES, name)
-
 
 @pytest.fixture(scope="session")
 def etcd_url(cluster) -> str:

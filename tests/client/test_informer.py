@@ -1,8 +1,6 @@
 """Informers against real API servers: sync, events, indexes, resync, rewatch and relist after 410."""
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from boxkube.client import (
@@ -17,6 +15,7 @@ from boxkube.client import (
     split_key,
 )
 from tests.client.conftest import compact_etcd
+from tests.controllers.controller_harness import eventually
 
 CONFIGMAPS, PODS = resource("configmaps"), resource("pods")
 
@@ -43,15 +42,6 @@ class Recorder:
             self.events.append(("delete-unknown", obj.key, obj.obj["metadata"]["name"]))
         else:
             self.events.append(("delete", object_key(obj)))
-
-
-async def eventually(check, timeout: float = 10.0):
-    """Wait until `check()` is true (informers are asynchronous by nature)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def test_store_indexes():

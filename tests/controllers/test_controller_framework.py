@@ -1,12 +1,12 @@
 """The controller framework on the real API server: informers -> queue -> level-triggered reconcile."""
 from __future__ import annotations
 
-import asyncio
-
-from boxkube.client import ApiError, EventRecorder, InformerFactory, resource
+from boxkube.client import ApiError, resource
 from boxkube.controllers.base import Controller
 from boxkube.controllers.manager import available_controllers
 from boxkube.controllers.ownership import controller_ref, is_controlled_by
+
+from controller_harness import eventually, running
 
 CONFIGMAPS = resource("configmaps")
 
@@ -42,24 +42,9 @@ class Mirror(Controller):
         self.recorder.event(original, "Normal", "Mirrored", f"copied to {name}-copy")
 
 
-async def eventually(check, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_reconcile_retries_and_heals_what_it_owns(client, ns):
-    informers = InformerFactory(client)
-    controller = Mirror(client, informers, EventRecorder(client, "mirror-test-controller"))
     await client.create(CONFIGMAPS, {"metadata": {"name": "a", "labels": {"mirror": "yes"}}, "data": {"k": "v"}}, ns)
-    informers.start()
-    assert await informers.wait_for_sync(10)
-    runner = asyncio.create_task(controller.run())
-    try:
+    async with running(client, Mirror):
         async def copy_exists():
             try:
                 return await client.get(CONFIGMAPS, "a-copy", ns)
@@ -72,11 +57,6 @@ async def test_reconcile_retries_and_heals_what_it_owns(client, ns):
         await client.delete(CONFIGMAPS, "a-copy", ns)
         healed = await eventually(copy_exists)
         assert healed["metadata"]["uid"] != copy["metadata"]["uid"]
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await informers.stop()
-        await controller.recorder.close()
 
 
 def test_controllers_are_found_by_module():

@@ -6,55 +6,13 @@ import asyncio
 import contextlib
 import uuid
 
-from boxkube.api.times import now_rfc3339
-from boxkube.client import ApiError, EventRecorder, InformerFactory, resource
+from boxkube.client import ApiError, resource
 from boxkube.controllers.daemonset import DaemonSetController, daemon_pod_spec, node_should_run, target_node
+
+from controller_harness import FakeKubelet, eventually, running, running_and_ready
 
 DS, PODS, NODES, REVISIONS = (resource("daemonsets"), resource("pods"), resource("nodes"),
                               resource("controllerrevisions"))
-
-
-@contextlib.asynccontextmanager
-async def running(client):
-    informers = InformerFactory(client)
-    controller = DaemonSetController(client, informers, EventRecorder(client, "daemonset-controller"))
-    informers.start()
-    assert await informers.wait_for_sync(10)
-    task = asyncio.create_task(controller.run())
-    try:
-        yield controller
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await informers.stop()
-        await controller.recorder.close()
-
-
-@contextlib.asynccontextmanager
-async def kubelet(client, ns, delay=0.0):
-    """Makes every new pod of `ns` Running and Ready after `delay` seconds."""
-    seen: dict[str, float] = {}
-
-    async def loop():
-        while True:
-            now = asyncio.get_running_loop().time()
-            for pod in (await client.list(PODS, ns))["items"]:
-                uid = pod["metadata"]["uid"]
-                if pod["status"].get("phase") != "Pending" or pod["metadata"].get("deletionTimestamp"):
-                    continue
-                if now - seen.setdefault(uid, now) < delay:
-                    continue
-                pod["status"].update(phase="Running", conditions=[
-                    {"type": "Ready", "status": "True", "lastTransitionTime": now_rfc3339()}])
-                with contextlib.suppress(ApiError):
-                    await client.replace_status(PODS, pod)
-            await asyncio.sleep(0.03)
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 class Nodes:
@@ -88,27 +46,12 @@ def daemonset(name, label, image="agent:1", **spec):
                               "containers": [{"name": "c", "image": image}]}}, **spec}}
 
 
-async def eventually(check, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
-def _ready(pod):
-    return pod["status"].get("phase") == "Running" and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
-
-
 async def placed(client, ns, name, nodes: set[str], image=None):
     """One ready pod on each of `nodes` and none elsewhere, and a status that says so."""
     pods = [p for p in (await client.list(PODS, ns, label_selector=f"app={name}"))["items"]
             if not p["metadata"].get("deletionTimestamp")]
     by_node = {target_node(p): p for p in pods}
-    if len(pods) != len(nodes) or set(by_node) != nodes or not all(_ready(p) for p in pods):
+    if len(pods) != len(nodes) or set(by_node) != nodes or not all(running_and_ready(p) for p in pods):
         return None
     if image and any(p["spec"]["containers"][0]["image"] != image for p in pods):
         return None
@@ -123,7 +66,7 @@ async def placed(client, ns, name, nodes: set[str], image=None):
 
 
 async def test_one_pod_per_eligible_node_following_nodes(client, ns):
-    async with Nodes(client) as nodes, kubelet(client, ns), running(client):
+    async with Nodes(client) as nodes, FakeKubelet(client, ns), running(client, DaemonSetController):
         a, b = await nodes.add(), await nodes.add()
         await nodes.add(taints=[{"key": "example.com/special", "effect": "NoSchedule"}])        # not tolerated
         troubled = await nodes.add(taints=[{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}])
@@ -175,7 +118,7 @@ class Availability:
                     self.pods[pod["metadata"]["uid"]] = pod
                 if self.counting:
                     live = [p for p in self.pods.values() if not p["metadata"].get("deletionTimestamp")]
-                    available = {target_node(p) for p in live if _ready(p)}
+                    available = {target_node(p) for p in live if running_and_ready(p)}
                     self.max_pods = max(self.max_pods, len(live))
                     self.min_available = len(available) if self.min_available is None else min(
                         self.min_available, len(available))
@@ -195,7 +138,7 @@ async def _update_image(client, ns, name, image):
 
 
 async def test_rolling_update_keeps_within_max_unavailable(client, ns):
-    async with Nodes(client) as nodes, kubelet(client, ns, delay=0.2), running(client), \
+    async with Nodes(client) as nodes, FakeKubelet(client, ns, delay=0.2), running(client, DaemonSetController), \
             Availability(client, ns, "roll") as watch:
         names = {await nodes.add() for _ in range(3)}
         await client.create(DS, daemonset("roll", nodes.label, updateStrategy={
@@ -210,7 +153,7 @@ async def test_rolling_update_keeps_within_max_unavailable(client, ns):
 
 
 async def test_surge_starts_the_new_pod_before_the_old_goes(client, ns):
-    async with Nodes(client) as nodes, kubelet(client, ns, delay=0.2), running(client), \
+    async with Nodes(client) as nodes, FakeKubelet(client, ns, delay=0.2), running(client, DaemonSetController), \
             Availability(client, ns, "surge") as watch:
         names = {await nodes.add() for _ in range(3)}
         await client.create(DS, daemonset("surge", nodes.label, updateStrategy={
@@ -224,7 +167,7 @@ async def test_surge_starts_the_new_pod_before_the_old_goes(client, ns):
 
 
 async def test_on_delete_replaces_only_deleted_pods(client, ns):
-    async with Nodes(client) as nodes, kubelet(client, ns), running(client):
+    async with Nodes(client) as nodes, FakeKubelet(client, ns), running(client, DaemonSetController):
         a, b = await nodes.add(), await nodes.add()
         await client.create(DS, daemonset("od", nodes.label, updateStrategy={"type": "OnDelete"}), ns)
         _, by_node = await eventually(lambda: placed(client, ns, "od", {a, b}))
@@ -236,7 +179,7 @@ async def test_on_delete_replaces_only_deleted_pods(client, ns):
 
         async def replaced():
             pods = (await client.list(PODS, ns, label_selector="app=od"))["items"]
-            images = {target_node(p): p["spec"]["containers"][0]["image"] for p in pods if _ready(p)}
+            images = {target_node(p): p["spec"]["containers"][0]["image"] for p in pods if running_and_ready(p)}
             return images == {a: "agent:2", b: "agent:1"}
         await eventually(replaced)
         ds = await client.get(DS, "od", ns)

@@ -4,16 +4,16 @@ server; a fake kubelet binds pods to a made-up node, marks them Ready (unless th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import pytest
 
-from boxkube.api.times import now_rfc3339
-from boxkube.client import ApiError, EventRecorder, InformerFactory, resource
+from boxkube.client import resource
 from boxkube.controllers import deployment_util as du
 from boxkube.controllers.deployment import DeploymentController
 from boxkube.controllers.replicaset import ReplicaSetController
+
+from controller_harness import FakeKubelet, eventually, running
 
 DEPLOYMENTS, REPLICASETS, PODS, EVENTS = (resource(r) for r in ("deployments", "replicasets", "pods", "events"))
 NODE = "fake-node"
@@ -29,54 +29,9 @@ def deployment(name="web", replicas=3, image="nginx:1", strategy=None, **spec):
                                   "spec": {"containers": [{"name": "c", "image": image}]}}, **spec}}
 
 
-async def eventually(check, timeout=10.0, what="condition"):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, f"{what} not reached in time"
-        await asyncio.sleep(0.05)
-
-
-class FakeKubelet:
-    """Pods of one namespace: bound, Running and Ready (never Ready with a "bad" image), and gone
-    TERMINATION seconds after their deletion. Records every moment's live pods by ReplicaSet."""
-
-    def __init__(self, client, namespace):
-        self.client, self.namespace = client, namespace
-        self.deleting: dict[str, asyncio.Task] = {}
-        self.snapshots: list[dict[str, int]] = []
-
-    async def run(self):
-        while True:
-            pods = (await self.client.list(PODS, self.namespace))["items"]
-            self.snapshots.append(_count_by_owner(pods))
-            for pod in pods:
-                await self._tend(pod)
-            await asyncio.sleep(0.03)
-
-    async def _tend(self, pod):
-        meta, name = pod["metadata"], pod["metadata"]["name"]
-        try:
-            if meta.get("deletionTimestamp"):
-                if name not in self.deleting:
-                    self.deleting[name] = asyncio.create_task(self._finish(name))
-            elif not (pod.get("spec") or {}).get("nodeName"):
-                await self.client.bind(name, self.namespace, NODE)
-            elif "bad" not in pod["spec"]["containers"][0]["image"] and not _ready(pod):
-                now = now_rfc3339()
-                await self.client.patch_status(PODS, name, {"status": {"phase": "Running", "conditions": [
-                    {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}}, self.namespace)
-        except ApiError as e:
-            if not (e.is_not_found or e.is_conflict):
-                raise
-
-    async def _finish(self, name):
-        await asyncio.sleep(TERMINATION)
-        with contextlib.suppress(ApiError):
-            await self.client.delete(PODS, name, self.namespace, grace_period_seconds=0)
+def _bad_image(pod):
+    """A pod the fake kubelet never makes Ready."""
+    return "bad" in pod["spec"]["containers"][0]["image"]
 
 
 def _ready(pod):
@@ -102,27 +57,15 @@ def totals(snapshot):
 
 @pytest.fixture
 async def controllers(client, ns):
-    """The Deployment and ReplicaSet controllers and the fake kubelet, running until the test ends."""
-    informers = InformerFactory(client)
-    recorders = [EventRecorder(client, "deployment-controller"), EventRecorder(client, "replicaset-controller")]
-    running = [DeploymentController(client, informers, recorders[0]),
-               ReplicaSetController(client, informers, recorders[1])]
-    kubelet = FakeKubelet(client, ns)
-    informers.start()
-    assert await informers.wait_for_sync(10)
-    tasks = [asyncio.create_task(c.run()) for c in running] + [asyncio.create_task(kubelet.run())]
-    try:
+    """The Deployment and ReplicaSet controllers and the fake kubelet, running until the test ends; the
+    kubelet's `snapshots` are the live and ready pods by ReplicaSet at each of its rounds."""
+    async with running(client, DeploymentController, ReplicaSetController), \
+            FakeKubelet(client, ns, node=NODE, hold=_bad_image, finish_deletion=TERMINATION,
+                        snapshot=_count_by_owner) as kubelet:
         yield kubelet
-    finally:
-        for t in [*tasks, *kubelet.deleting.values()]:
-            t.cancel()
-        await asyncio.gather(*tasks, *kubelet.deleting.values(), return_exceptions=True)
-        await informers.stop()
-        for r in recorders:
-            await r.close()
-        # No garbage collector or namespace controller runs here: leave no pods behind for later tests.
-        for rt in (DEPLOYMENTS, REPLICASETS, PODS):
-            await client.delete_collection(rt, ns, grace_period_seconds=0)
+    # No garbage collector or namespace controller runs here: leave no pods behind for later tests.
+    for rt in (DEPLOYMENTS, REPLICASETS, PODS):
+        await client.delete_collection(rt, ns, grace_period_seconds=0)
 
 
 async def get_deployment(client, ns, name="web"):

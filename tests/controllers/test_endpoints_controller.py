@@ -1,33 +1,14 @@
 """The Endpoints controller live on the real API server (no node agents: the test writes pods' status)."""
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from boxkube.api.times import now_rfc3339
-from boxkube.client import ApiError, EventRecorder, InformerFactory, resource
+from boxkube.client import resource
 from boxkube.controllers.endpoints import EndpointsController, repack_subsets
-from tests.controllers.test_controller_framework import eventually
+
+from controller_harness import eventually, get_or_none, running
 
 PODS, SERVICES, ENDPOINTS = resource("pods"), resource("services"), resource("endpoints")
 TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
-
-
-@contextlib.asynccontextmanager
-async def running(client, ns, controller_class=EndpointsController):
-    """The controller in-process, its informers scoped to the test's namespace."""
-    informers = InformerFactory(client, namespace=ns)
-    controller = controller_class(client, informers, EventRecorder(client, f"{controller_class.name}-controller"))
-    informers.start()
-    assert await informers.wait_for_sync(10)
-    task = asyncio.create_task(controller.run())
-    try:
-        yield controller
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await informers.stop()
-        await controller.recorder.close()
 
 
 async def add_pod(client, ns, name, labels, ports, ip, *, ready=True, node="node-a", **spec):
@@ -52,12 +33,7 @@ async def remove_pod(client, ns, name):
 
 
 async def endpoints_of(client, ns, name):
-    try:
-        return await client.get(ENDPOINTS, name, ns)
-    except ApiError as e:
-        if e.is_not_found:
-            return None
-        raise
+    return await get_or_none(client, ENDPOINTS, name, ns)
 
 
 def ips(endpoints, field="addresses"):
@@ -88,7 +64,7 @@ async def test_endpoints_start_empty_track_pods_and_end_empty(client, ns):
     svc = {"metadata": {"name": "web", "labels": {"tier": "front"}},
            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
     await client.create(SERVICES, svc, ns)
-    async with running(client, ns):
+    async with running(client, EndpointsController, namespace=ns):
         empty = await wait_for_endpoints(client, ns, "web", {})
         assert not empty.get("subsets") and empty["metadata"]["labels"] == {"tier": "front"}
         assert empty["metadata"]["annotations"][TRIGGER].endswith("Z")
@@ -127,7 +103,7 @@ async def test_terminating_and_finished_pods_are_excluded_unless_published(clien
     await client.create(SERVICES, {"metadata": {"name": "strict"}, "spec": {"selector": {"app": "t"}, "ports": ports}}, ns)
     await client.create(SERVICES, {"metadata": {"name": "loose"},
                                    "spec": {"selector": {"app": "t"}, "ports": ports, "publishNotReadyAddresses": True}}, ns)
-    async with running(client, ns):
+    async with running(client, EndpointsController, namespace=ns):
         await add_pod(client, ns, "ready", {"app": "t"}, [], "10.244.3.1")
         await add_pod(client, ns, "unready", {"app": "t"}, [], "10.244.3.2", ready=False)
         await add_pod(client, ns, "done", {"app": "t"}, [], "10.244.3.3")
@@ -144,7 +120,7 @@ async def test_terminating_and_finished_pods_are_excluded_unless_published(clien
 async def test_headless_service_without_ports_publishes_hostnames(client, ns):
     svc = {"metadata": {"name": "db"}, "spec": {"clusterIP": "None", "selector": {"app": "db"}}}
     await client.create(SERVICES, svc, ns)
-    async with running(client, ns):
+    async with running(client, EndpointsController, namespace=ns):
         await add_pod(client, ns, "db-0", {"app": "db"}, [], "10.244.4.1", hostname="db-0", subdomain="db")
         await add_pod(client, ns, "db-1", {"app": "db"}, [], "10.244.4.2", hostname="db-1", subdomain="elsewhere")
         ep = await wait_for_endpoints(client, ns, "db", {(): ["10.244.4.1", "10.244.4.2"]})
@@ -160,7 +136,7 @@ async def test_user_managed_endpoints_are_left_alone_and_owned_ones_follow_the_s
                                              "subsets": [{"addresses": [{"ip": "192.0.2.1"}], "ports": [{"port": 80}]}]}, ns)
     await client.create(SERVICES, {"metadata": {"name": "auto"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}, ns)
     kubernetes = await client.get(ENDPOINTS, "kubernetes", "default")
-    async with running(client, ns) as controller:
+    async with running(client, EndpointsController, namespace=ns) as controller:
         await wait_for_endpoints(client, ns, "auto", {})
         # Reconciling by hand what the controller must not touch: a selector-less Service's Endpoints
         # and the API server's own (whose Service this namespace-scoped controller cannot even see).

@@ -7,8 +7,9 @@ import pytest
 
 from boxkube.client import resource
 from boxkube.controllers.endpointslice import EndpointSliceController
-from tests.controllers.test_controller_framework import eventually
-from tests.controllers.test_endpoints_controller import WEB, WEB_ALT, add_pod, remove_pod, running, set_ready
+
+from controller_harness import eventually, running
+from test_endpoints_controller import WEB, WEB_ALT, add_pod, remove_pod, set_ready
 
 SERVICES, SLICES, NODES = resource("services"), resource("endpointslices"), resource("nodes")
 
@@ -52,7 +53,7 @@ async def test_slices_start_with_a_placeholder_track_pods_and_end_with_it(client
     svc = {"metadata": {"name": "web", "labels": {"tier": "front"}},
            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
     service = await client.create(SERVICES, svc, ns)
-    async with running(client, ns, EndpointSliceController):
+    async with running(client, EndpointSliceController, namespace=ns):
         [placeholder] = await wait_for_slices(client, ns, "web", {(): {}}, count=1)
         meta = placeholder["metadata"]
         assert placeholder["addressType"] == "IPv4" and not placeholder.get("endpoints")
@@ -93,7 +94,7 @@ async def test_slices_start_with_a_placeholder_track_pods_and_end_with_it(client
 async def test_slices_hold_at_most_max_endpoints(client, ns, node):
     svc = {"metadata": {"name": "many"}, "spec": {"selector": {"app": "many"}, "ports": [{"port": 80, "targetPort": 8080}]}}
     await client.create(SERVICES, svc, ns)
-    async with running(client, ns, EndpointSliceController) as controller:
+    async with running(client, EndpointSliceController, namespace=ns) as controller:
         controller.max_endpoints_per_slice = 2
         for i in range(5):
             await add_pod(client, ns, f"p{i}", {"app": "many"}, [], f"10.244.5.{i + 1}", node=node)
@@ -112,6 +113,6 @@ async def test_selectorless_and_external_name_services_get_no_slices(client, ns)
     await client.create(SERVICES, {"metadata": {"name": "ext"},
                                    "spec": {"type": "ExternalName", "externalName": "example.test", "selector": {"a": "b"}}}, ns)
     await client.create(SERVICES, {"metadata": {"name": "marker"}, "spec": {"selector": {"a": "b"}, "ports": [{"port": 80}]}}, ns)
-    async with running(client, ns, EndpointSliceController):
+    async with running(client, EndpointSliceController, namespace=ns):
         await wait_for_slices(client, ns, "marker", {(): {}}, count=1)
         assert await slices_of(client, ns, "manual") == [] and await slices_of(client, ns, "ext") == []

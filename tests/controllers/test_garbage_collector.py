@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from boxkube.client import ApiError, resource
+from boxkube.client import resource
 from boxkube.controllers.garbagecollector import GarbageCollector
 from boxkube.controllers.ownership import controller_ref
-from tests.controllers.test_controller_framework import eventually
-from tests.controllers.test_endpoints_controller import running
+
+from controller_harness import eventually, get_or_none, running
 
 PODS, CONFIGMAPS = resource("pods"), resource("configmaps")
 REPLICASETS, DEPLOYMENTS = resource("replicasets"), resource("deployments")
@@ -42,19 +42,10 @@ async def make(client, rt, ns, name, *owners, finalizers=(), block=True, **extra
     return created
 
 
-async def get(client, rt, ns, name):
-    try:
-        return await client.get(rt, name, ns)
-    except ApiError as e:
-        if e.is_not_found:
-            return None
-        raise
-
-
 async def wait_gone(client, ns, *objects):
     async def check():
         for rt, name in objects:
-            if await get(client, rt, ns, name) is not None:
+            if await get_or_none(client, rt, name, ns) is not None:
                 return False
         return True
     await eventually(check)
@@ -65,7 +56,7 @@ def owner_uids(obj):
 
 
 async def test_background_deletes_dependents_and_keeps_those_with_another_owner(client, ns, cluster):
-    async with running(client, ns, GarbageCollector):
+    async with running(client, GarbageCollector, namespace=ns):
         rs = await make(client, REPLICASETS, ns, "rs-bg")
         keeper = await make(client, CONFIGMAPS, ns, "keeper")
         for name in ("p1", "p2"):
@@ -75,14 +66,14 @@ async def test_background_deletes_dependents_and_keeps_those_with_another_owner(
         await wait_gone(client, ns, (PODS, "p1"), (PODS, "p2"))
 
         async def kept_without_reference():
-            pod = await get(client, PODS, ns, "shared")
+            pod = await get_or_none(client, PODS, "shared", ns)
             return pod if pod and owner_uids(pod) == [keeper["metadata"]["uid"]] else None
         pod = await eventually(kept_without_reference)
         assert pod["metadata"]["uid"] == shared["metadata"]["uid"]
 
 
 async def test_foreground_with_kubectl_deletes_the_whole_chain_first(client, ns, cluster):
-    async with running(client, ns, GarbageCollector):
+    async with running(client, GarbageCollector, namespace=ns):
         deploy = await make(client, DEPLOYMENTS, ns, "web")
         rs = await make(client, REPLICASETS, ns, "web-1", deploy)
         for name in ("web-1-a", "web-1-b"):
@@ -92,12 +83,12 @@ async def test_foreground_with_kubectl_deletes_the_whole_chain_first(client, ns,
                                          "--cascade=foreground", "--timeout=20s")
         assert 'deployment.apps "web" deleted' in result.stdout
         for rt, name in ((DEPLOYMENTS, "web"), (REPLICASETS, "web-1"), (PODS, "web-1-a"), (PODS, "web-1-b")):
-            assert await get(client, rt, ns, name) is None
+            assert await get_or_none(client, rt, name, ns) is None
 
 
 async def test_foreground_owner_waits_for_blocking_dependents(client, ns, api):
     kubernetes = pytest.importorskip("kubernetes")
-    async with running(client, ns, GarbageCollector):
+    async with running(client, GarbageCollector, namespace=ns):
         deploy = await make(client, DEPLOYMENTS, ns, "app")
         rs = await make(client, REPLICASETS, ns, "app-1", deploy)
         await make(client, PODS, ns, "app-1-free", rs)
@@ -109,12 +100,12 @@ async def test_foreground_owner_waits_for_blocking_dependents(client, ns, api):
         await wait_gone(client, ns, (PODS, "app-1-free"), (CONFIGMAPS, "app-notes"))
 
         async def held():
-            pod = await get(client, PODS, ns, "app-1-held")
+            pod = await get_or_none(client, PODS, "app-1-held", ns)
             return pod if pod and pod["metadata"].get("deletionTimestamp") else None
         await eventually(held)
         await asyncio.sleep(0.3)
         for rt, name in ((REPLICASETS, "app-1"), (DEPLOYMENTS, "app")):
-            obj = await get(client, rt, ns, name)
+            obj = await get_or_none(client, rt, name, ns)
             assert obj["metadata"]["deletionTimestamp"] and obj["metadata"]["finalizers"] == ["foregroundDeletion"]
 
         await client.patch(PODS, "app-1-held", {"metadata": {"finalizers": None}}, ns)
@@ -123,7 +114,7 @@ async def test_foreground_owner_waits_for_blocking_dependents(client, ns, api):
 
 async def test_orphan_keeps_dependents_without_the_reference(client, ns, cluster, api):
     kubernetes = pytest.importorskip("kubernetes")
-    async with running(client, ns, GarbageCollector):
+    async with running(client, GarbageCollector, namespace=ns):
         by_kubectl = await make(client, REPLICASETS, ns, "rs-kubectl")
         by_client = await make(client, REPLICASETS, ns, "rs-client")
         other = await make(client, CONFIGMAPS, ns, "other")
@@ -136,13 +127,13 @@ async def test_orphan_keeps_dependents_without_the_reference(client, ns, cluster
                                 propagation_policy="Orphan")
         await wait_gone(client, ns, (REPLICASETS, "rs-kubectl"), (REPLICASETS, "rs-client"))
         await asyncio.sleep(0.3)       # and nothing else goes later
-        pods = {name: await get(client, PODS, ns, name) for name in ("k1", "k2", "c1")}
+        pods = {name: await get_or_none(client, PODS, name, ns) for name in ("k1", "k2", "c1")}
         assert {n: owner_uids(p) for n, p in pods.items()} == {"k1": [], "k2": [other["metadata"]["uid"]], "c1": []}
         assert not any(p["metadata"].get("deletionTimestamp") for p in pods.values())
 
 
 async def test_dangling_references_are_collected(client, ns):
-    async with running(client, ns, GarbageCollector):
+    async with running(client, GarbageCollector, namespace=ns):
         real = await make(client, CONFIGMAPS, ns, "real")
         impostor = {**real, "metadata": {**real["metadata"], "uid": "00000000-0000-0000-0000-000000000001"}}
         never = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -151,4 +142,4 @@ async def test_dangling_references_are_collected(client, ns):
         await make(client, PODS, ns, "no-owner", never)
         await make(client, CONFIGMAPS, ns, "owned", real)
         await wait_gone(client, ns, (PODS, "wrong-uid"), (PODS, "no-owner"))
-        assert owner_uids(await get(client, CONFIGMAPS, ns, "owned")) == [real["metadata"]["uid"]]
+        assert owner_uids(await get_or_none(client, CONFIGMAPS, "owned", ns)) == [real["metadata"]["uid"]]

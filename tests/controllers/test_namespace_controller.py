@@ -14,8 +14,8 @@ import pytest
 
 from boxkube.client import ApiError, resource
 from boxkube.controllers.namespace import NamespaceController, updated_conditions
-from tests.controllers.test_controller_framework import eventually
-from tests.controllers.test_endpoints_controller import running
+
+from controller_harness import eventually, running
 
 NAMESPACES, CONFIGMAPS, PODS, SERVICES = (resource(r) for r in ("namespaces", "configmaps", "pods", "services"))
 TOKEN = "test.boxkube.dev/namespace-controller"
@@ -54,7 +54,7 @@ async def test_deleted_namespace_is_emptied_reported_and_released(client, doomed
     await client.create(SERVICES, {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}}, doomed)
     await client.create(PODS, {"metadata": {"name": "pod"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}},
                         doomed)
-    async with running(client, doomed, OwnTokenNamespaceController):
+    async with running(client, OwnTokenNamespaceController, namespace=doomed):
         await client.delete(NAMESPACES, doomed)
 
         async def reported():
@@ -90,7 +90,7 @@ async def test_deleted_namespace_is_emptied_reported_and_released(client, doomed
 
 
 async def test_active_namespaces_are_left_alone(client, ns):
-    async with running(client, ns, OwnTokenNamespaceController) as controller:
+    async with running(client, OwnTokenNamespaceController, namespace=ns) as controller:
         await client.create(CONFIGMAPS, {"metadata": {"name": "stays"}}, ns)
         await controller.reconcile(ns)
         assert (await client.get(CONFIGMAPS, "stays", ns))["metadata"]["name"] == "stays"

@@ -9,37 +9,13 @@ import uuid
 
 import pytest
 
-from boxkube.client import ApiError, EventRecorder, InformerFactory, resource
+from boxkube.client import ApiError, resource
 from boxkube.controllers.base import Settings
 from boxkube.controllers.nodeipam import NodeIpamController, RangeExhausted, parse_cluster_cidrs
 
+from controller_harness import eventually, running
+
 NODES = resource("nodes")
-
-
-@contextlib.asynccontextmanager
-async def running(client, settings):
-    informers = InformerFactory(client)
-    controller = NodeIpamController(client, informers, EventRecorder(client, "node-ipam-controller"), settings)
-    informers.start()
-    assert await informers.wait_for_sync(10)
-    task = asyncio.create_task(controller.run())
-    try:
-        yield controller
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await informers.stop()
-        await controller.recorder.close()
-
-
-async def eventually(check, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -80,7 +56,7 @@ async def test_blocks_are_unique_released_and_exhaustion_reported(client, nodes)
     for block in fillers:
         await nodes(block)
     a, b = await nodes(), await nodes()
-    async with running(client, Settings(cluster_cidr=cluster, node_cidr_mask_size=24)):
+    async with running(client, NodeIpamController, settings=Settings(cluster_cidr=cluster, node_cidr_mask_size=24)):
         cidr_a = await eventually(lambda: pod_cidr(client, a))
         cidr_b = await eventually(lambda: pod_cidr(client, b))
         assert cidr_a != cidr_b
@@ -106,7 +82,7 @@ async def test_blocks_already_given_are_taken_back_on_start(client, nodes):
     first = str(next(ipaddress.ip_network(cluster).subnets(new_prefix=24)))
     before = await nodes(first)          # given by an earlier run (or by hand)
     after = await nodes()
-    async with running(client, Settings(cluster_cidr=cluster, node_cidr_mask_size=24)):
+    async with running(client, NodeIpamController, settings=Settings(cluster_cidr=cluster, node_cidr_mask_size=24)):
         got = await eventually(lambda: pod_cidr(client, after))
         assert got != first and await pod_cidr(client, before) == first
 

@@ -9,44 +9,17 @@ from datetime import datetime, timezone
 import pytest
 
 from boxkube.api.times import now_rfc3339
-from boxkube.client import ApiError, EventRecorder, InformerFactory, resource
+from boxkube.client import ApiError, resource
 from boxkube.controllers.base import Settings
 from boxkube.controllers.nodelifecycle import (
     TAINT_NOT_READY, TAINT_UNREACHABLE, NodeLifecycleController, TaintEvictionController,
     all_zones_fully_disrupted, toleration_time, wanted_taints,
 )
 
+from controller_harness import eventually, running
+
 NODES, LEASES, PODS, EVENTS = resource("nodes"), resource("leases"), resource("pods"), resource("events")
 FAST = Settings(node_monitor_grace_period=1.0)
-
-
-@contextlib.asynccontextmanager
-async def running(client, *classes, settings=FAST):
-    informers = InformerFactory(client)
-    controllers = [cls(client, informers, EventRecorder(client, f"{cls.name}-controller"), settings)
-                   for cls in classes]
-    informers.start()
-    assert await informers.wait_for_sync(10)
-    tasks = [asyncio.create_task(c.run()) for c in controllers]
-    try:
-        yield controllers
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await informers.stop()
-        for c in controllers:
-            await c.recorder.close()
-
-
-async def eventually(check, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 def micro_now() -> str:
@@ -135,7 +108,7 @@ async def test_a_silent_node_goes_unknown_is_tainted_and_its_pods_evicted_by_the
         await running_pod(client, ns, lost, "short", [unreachable_for(1)])
         await running_pod(client, ns, lost, "default", [])      # the API server's 300 s toleration
         await running_pod(client, ns, good, "elsewhere", [])
-        async with running(client, NodeLifecycleController, TaintEvictionController):
+        async with running(client, NodeLifecycleController, TaintEvictionController, settings=FAST):
             kwok.renewing.discard(lost)          # the node agent of `lost` stops
 
             async def unknown():
@@ -192,7 +165,7 @@ async def test_untolerated_no_execute_taint_evicts_at_once(client, ns):
         await running_pod(client, ns, node, "intolerant", [])
         await running_pod(client, ns, node, "tolerant", [{"key": "example.com/drain", "operator": "Equal",
                                                           "value": "yes", "effect": "NoExecute"}])
-        async with running(client, TaintEvictionController):
+        async with running(client, TaintEvictionController, settings=FAST):
             got = await client.get(NODES, node)
             got["spec"]["taints"] = [taint]
             await client.replace(NODES, got)

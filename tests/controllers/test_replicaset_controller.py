@@ -3,44 +3,16 @@ pods are made Ready here by writing their status through pods/status)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 from boxkube.api.times import now_rfc3339
-from boxkube.client import EventRecorder, InformerFactory, resource
+from boxkube.client import resource
 from boxkube.controllers.ownership import controller_of
 from boxkube.controllers.replicaset import ReplicaSetController
 
+from controller_harness import eventually, running
+
 PODS, RS = resource("pods"), resource("replicasets")
-
-
-@contextlib.asynccontextmanager
-async def running(controller_class, client, ns):
-    """The controller working on namespace `ns` until the block ends."""
-    informers = InformerFactory(client, namespace=ns)
-    recorder = EventRecorder(client, f"{controller_class.name}-controller")
-    controller = controller_class(client, informers, recorder)
-    informers.start()
-    assert await informers.wait_for_sync(10)
-    task = asyncio.create_task(controller.run())
-    try:
-        yield controller
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await informers.stop()
-        await recorder.close()
-
-
-async def eventually(check, timeout=10.0, interval=0.05):
-    """The first truthy result of `check()`, failing with the last result after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, f"condition not reached in time (last: {result!r})"
-        await asyncio.sleep(interval)
 
 
 def replica_set(name, replicas, labels=None, selector=None, **spec):
@@ -74,7 +46,7 @@ async def status_is(client, ns, name, rt=RS, **wanted):
 
 
 async def test_keeps_the_count_through_scaling_and_pod_deletion(client, ns):
-    async with running(ReplicaSetController, client, ns):
+    async with running(client, ReplicaSetController, namespace=ns):
         rs = await client.create(RS, replica_set("web", 3), ns)
         pods = await eventually(lambda: count_is(client, ns, 3))
         for pod in pods:
@@ -106,7 +78,7 @@ async def test_never_creates_twice_under_a_burst_of_syncs(client, ns):
 
     watcher = asyncio.create_task(watch_pods())
     try:
-        async with running(ReplicaSetController, client, ns) as controller:
+        async with running(client, ReplicaSetController, namespace=ns) as controller:
             async def lag(*_):
                 await asyncio.sleep(0.02)     # the pod cache falls behind the API server by ~1 s
             controller.pods.add_event_handler(on_add=lag)
@@ -126,7 +98,7 @@ async def test_never_creates_twice_under_a_burst_of_syncs(client, ns):
 
 
 async def test_scale_down_deletes_unscheduled_and_unready_pods_first(client, ns):
-    async with running(ReplicaSetController, client, ns):
+    async with running(client, ReplicaSetController, namespace=ns):
         await client.create(RS, replica_set("pick", 4), ns)
         pods = await eventually(lambda: count_is(client, ns, 4))
         names = sorted(p["metadata"]["name"] for p in pods)
@@ -143,7 +115,7 @@ async def test_scale_down_deletes_unscheduled_and_unready_pods_first(client, ns)
 async def test_adopts_orphans_and_releases_pods_that_stop_matching(client, ns):
     orphan = await client.create(PODS, {"metadata": {"name": "orphan", "labels": {"app": "web"}},
                                         "spec": {"containers": [{"name": "c", "image": "nginx"}]}}, ns)
-    async with running(ReplicaSetController, client, ns):
+    async with running(client, ReplicaSetController, namespace=ns):
         template_labels = {"app": "web", "tier": "front"}
         rs = await client.create(RS, replica_set("web", 2, labels=template_labels, selector={"app": "web"}), ns)
         pods = await eventually(lambda: count_is(client, ns, 2))
@@ -164,7 +136,7 @@ async def test_adopts_orphans_and_releases_pods_that_stop_matching(client, ns):
 
 
 async def test_a_replicaset_being_deleted_adopts_nothing(client, ns):
-    async with running(ReplicaSetController, client, ns):
+    async with running(client, ReplicaSetController, namespace=ns):
         held = replica_set("held", 0)
         held["metadata"]["finalizers"] = ["example.com/hold"]
         await client.create(RS, held, ns)
@@ -177,7 +149,7 @@ async def test_a_replicaset_being_deleted_adopts_nothing(client, ns):
 
 
 async def test_ready_and_available_counts_follow_min_ready_seconds(client, ns):
-    async with running(ReplicaSetController, client, ns):
+    async with running(client, ReplicaSetController, namespace=ns):
         await client.create(RS, replica_set("slow", 2, minReadySeconds=3), ns)
         pods = await eventually(lambda: count_is(client, ns, 2))
         for pod in pods:
@@ -189,7 +161,7 @@ async def test_ready_and_available_counts_follow_min_ready_seconds(client, ns):
 
 
 async def test_terminating_pods_are_replaced_and_counted(client, ns):
-    async with running(ReplicaSetController, client, ns):
+    async with running(client, ReplicaSetController, namespace=ns):
         await client.create(RS, replica_set("term", 2), ns)
         pods = await eventually(lambda: count_is(client, ns, 2))
         victim = pods[0]["metadata"]["name"]
@@ -202,7 +174,7 @@ async def test_terminating_pods_are_replaced_and_counted(client, ns):
 
 
 async def test_failed_creates_set_replica_failure_until_they_succeed(client, ns):
-    async with running(ReplicaSetController, client, ns):
+    async with running(client, ReplicaSetController, namespace=ns):
         bad = replica_set("bad", 3)
         bad["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx "   # refused for pods only
         await client.create(RS, bad, ns)
@@ -225,7 +197,7 @@ async def _no_failure(client, ns):
 
 
 async def test_kubectl_scale_and_describe_show_the_controllers_work(cluster, client, ns):
-    async with running(ReplicaSetController, client, ns) as controller:
+    async with running(client, ReplicaSetController, namespace=ns) as controller:
         await client.create(RS, replica_set("shop", 1), ns)
         await eventually(lambda: count_is(client, ns, 1))
         cluster.kubectl("scale", "rs/shop", "--replicas=3", "-n", ns)

@@ -5,7 +5,8 @@ from boxkube.client import resource
 from boxkube.controllers.ownership import controller_of
 from boxkube.controllers.replicationcontroller import ReplicationManager
 
-from test_replicaset_controller import count_is, eventually, running, set_ready, status_is
+from controller_harness import eventually, running
+from test_replicaset_controller import count_is, set_ready, status_is
 
 PODS, RC = resource("pods"), resource("replicationcontrollers")
 
@@ -21,7 +22,7 @@ def replication_controller(name, replicas, labels=None):
 async def test_keeps_the_count_adopts_and_reports_status(client, ns):
     await client.create(PODS, {"metadata": {"name": "orphan", "labels": {"app": "rc"}},
                                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}, ns)
-    async with running(ReplicationManager, client, ns):
+    async with running(client, ReplicationManager, namespace=ns):
         rc = await client.create(RC, replication_controller("rc", 3), ns)
         pods = await eventually(lambda: count_is(client, ns, 3))
         for pod in pods:
@@ -44,7 +45,7 @@ async def test_keeps_the_count_adopts_and_reports_status(client, ns):
 
 
 async def test_kubectl_scale_rc_and_describe(cluster, client, ns):
-    async with running(ReplicationManager, client, ns) as controller:
+    async with running(client, ReplicationManager, namespace=ns) as controller:
         await client.create(RC, replication_controller("legacy", 2), ns)
         await eventually(lambda: count_is(client, ns, 2))
         cluster.kubectl("scale", "rc/legacy", "--replicas=4", "-n", ns)

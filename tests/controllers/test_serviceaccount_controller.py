@@ -3,25 +3,20 @@ from __future__ import annotations
 
 import uuid
 
-from boxkube.client import ApiError, resource
+from boxkube.client import resource
 from boxkube.controllers.serviceaccount import ServiceAccountsController
-from tests.controllers.test_controller_framework import eventually
-from tests.controllers.test_endpoints_controller import running
+
+from controller_harness import eventually, get_or_none, running
 
 SERVICE_ACCOUNTS, NAMESPACES, CONFIGMAPS = resource("serviceaccounts"), resource("namespaces"), resource("configmaps")
 
 
 async def default_account(client, ns):
-    try:
-        return await client.get(SERVICE_ACCOUNTS, "default", ns)
-    except ApiError as e:
-        if e.is_not_found:
-            return None
-        raise
+    return await get_or_none(client, SERVICE_ACCOUNTS, "default", ns)
 
 
 async def test_default_service_account_is_made_and_made_again(client, ns):
-    async with running(client, ns, ServiceAccountsController):
+    async with running(client, ServiceAccountsController, namespace=ns):
         first = await eventually(lambda: default_account(client, ns))
         await client.delete(SERVICE_ACCOUNTS, "default", ns)
 
@@ -40,7 +35,7 @@ async def test_terminating_namespaces_get_none(client):
     # A held object keeps the namespace Terminating while the test looks.
     await client.create(CONFIGMAPS, {"metadata": {"name": "hold", "finalizers": ["test.boxkube.dev/hold"]}}, name)
     try:
-        async with running(client, name, ServiceAccountsController) as controller:
+        async with running(client, ServiceAccountsController, namespace=name) as controller:
             await eventually(lambda: default_account(client, name))
             await client.delete(NAMESPACES, name)
 

@@ -10,9 +10,10 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from boxkube.api.times import now_rfc3339
-from boxkube.client import ApiClient, ApiError, EventRecorder, InformerFactory, resource
+from boxkube.client import ApiClient, ApiError, resource
 from boxkube.controllers.statefulset import POD_INDEX_LABEL, POD_NAME_LABEL, StatefulSetController
+
+from controller_harness import FakeKubelet, eventually, running, running_and_ready
 
 STS, PODS, REVISIONS, EVENTS = (resource("statefulsets"), resource("pods"), resource("controllerrevisions"),
                                 resource("events"))
@@ -20,43 +21,9 @@ NAMESPACES = resource("namespaces")
 HOLD = "test.boxkube.dev/not-ready"      # the fake kubelet leaves pods with this annotation Pending
 
 
-@contextlib.asynccontextmanager
-async def running(client):
-    informers = InformerFactory(client)
-    controller = StatefulSetController(client, informers, EventRecorder(client, "statefulset-controller"))
-    informers.start()
-    assert await informers.wait_for_sync(10)
-    task = asyncio.create_task(controller.run())
-    try:
-        yield controller
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await informers.stop()
-        await controller.recorder.close()
-
-
-@contextlib.asynccontextmanager
-async def kubelet(client, ns):
+def kubelet(client, ns):
     """Makes every new pod of `ns` Running and Ready, unless it carries the HOLD annotation."""
-    async def loop():
-        while True:
-            for pod in (await client.list(PODS, ns))["items"]:
-                meta = pod["metadata"]
-                if pod["status"].get("phase") != "Pending" or meta.get("deletionTimestamp") \
-                        or HOLD in (meta.get("annotations") or {}):
-                    continue
-                pod["status"].update(phase="Running", conditions=[
-                    {"type": "Ready", "status": "True", "lastTransitionTime": now_rfc3339()}])
-                with contextlib.suppress(ApiError):
-                    await client.replace_status(PODS, pod)
-            await asyncio.sleep(0.03)
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    return FakeKubelet(client, ns, hold_annotation=HOLD)
 
 
 class PodLog:
@@ -91,16 +58,11 @@ class PodLog:
                 prefix, ordinal = name.rsplit("-", 1)
                 for lower in range(start, int(ordinal)):
                     other = live.get(f"{prefix}-{lower}")
-                    assert other is not None and _ready(other), f"{name} created before {prefix}-{lower} was ready"
+                    assert other is not None and running_and_ready(other), f"{name} created before {prefix}-{lower} was ready"
             if kind == "DELETED":
                 live.pop(name, None)
             else:
                 live[name] = pod
-
-
-def _ready(pod):
-    return pod["status"].get("phase") == "Running" and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
 
 
 def statefulset(name, replicas, image="nginx:1", **spec):
@@ -109,16 +71,6 @@ def statefulset(name, replicas, image="nginx:1", **spec):
         "template": {"metadata": {"labels": {"app": name}},
                      "spec": {"terminationGracePeriodSeconds": 0,
                               "containers": [{"name": "c", "image": image}]}}, **spec}}
-
-
-async def eventually(check, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def pods_of(client, ns, name):
@@ -130,7 +82,7 @@ async def settled(client, ns, name, expected: set[str], image=None):
     """The set's pods are exactly `expected`, all ready (and at `image`), and its status says so."""
     sts = await client.get(STS, name, ns)
     pods = await pods_of(client, ns, name)
-    if set(pods) != expected or not all(_ready(p) and not p["metadata"].get("deletionTimestamp")
+    if set(pods) != expected or not all(running_and_ready(p) and not p["metadata"].get("deletionTimestamp")
                                         for p in pods.values()):
         return None
     if image and any(p["spec"]["containers"][0]["image"] != image for p in pods.values()):
@@ -143,7 +95,7 @@ async def settled(client, ns, name, expected: set[str], image=None):
 
 
 async def test_ordered_ready_creates_in_order_with_stable_identity_and_scales_down_in_reverse(client, ns):
-    async with kubelet(client, ns), PodLog(client, ns) as log, running(client):
+    async with kubelet(client, ns), PodLog(client, ns) as log, running(client, StatefulSetController):
         await client.create(STS, statefulset("web", 3), ns)
         sts, pods = await eventually(lambda: settled(client, ns, "web", {"web-0", "web-1", "web-2"}))
         assert log.names("ADDED") == ["web-0", "web-1", "web-2"]
@@ -172,7 +124,7 @@ async def test_ordered_ready_creates_in_order_with_stable_identity_and_scales_do
 
 
 async def test_rolling_update_from_the_top_down_to_the_partition(client, ns):
-    async with kubelet(client, ns), PodLog(client, ns) as log, running(client):
+    async with kubelet(client, ns), PodLog(client, ns) as log, running(client, StatefulSetController):
         spec = statefulset("db", 3, updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"partition": 1}})
         await client.create(STS, spec, ns)
         sts, _ = await eventually(lambda: settled(client, ns, "db", {"db-0", "db-1", "db-2"}))
@@ -208,14 +160,14 @@ async def test_rolling_update_from_the_top_down_to_the_partition(client, ns):
 
 
 async def test_parallel_on_delete_and_start_ordinal(client, ns):
-    async with kubelet(client, ns), running(client):
+    async with kubelet(client, ns), running(client, StatefulSetController):
         spec = statefulset("par", 3, podManagementPolicy="Parallel", updateStrategy={"type": "OnDelete"},
                            ordinals={"start": 5})
         spec["spec"]["template"]["metadata"]["annotations"] = {HOLD: "yes"}
         await client.create(STS, spec, ns)
         # Parallel: all made at once, though none is ready.
         pods = await eventually(lambda: _names_are(client, ns, "par", {"par-5", "par-6", "par-7"}))
-        assert not any(_ready(p) for p in pods.values())
+        assert not any(running_and_ready(p) for p in pods.values())
         await client.patch(STS, "par", {"spec": {"template": {"metadata": {"annotations": {HOLD: None}},
                                                               "spec": {"containers": [
                                                                   {"name": "c", "image": "nginx:2"}]}}}},
@@ -238,7 +190,7 @@ async def _names_are(client, ns, name, expected):
 
 
 async def test_a_failed_pod_is_recreated_after_it_is_gone(client, ns):
-    async with kubelet(client, ns), running(client):
+    async with kubelet(client, ns), running(client, StatefulSetController):
         await client.create(STS, statefulset("fl", 2), ns)
         _, pods = await eventually(lambda: settled(client, ns, "fl", {"fl-0", "fl-1"}))
         failed = pods["fl-1"]
@@ -271,7 +223,7 @@ async def _scale_and_delete(cluster, ops):
         ns = f"sts-{uuid.uuid4().hex[:8]}"
         await client.create(NAMESPACES, {"metadata": {"name": ns}})
         try:
-            async with kubelet(client, ns), PodLog(client, ns) as log, running(client):
+            async with kubelet(client, ns), PodLog(client, ns) as log, running(client, StatefulSetController):
                 replicas = 2
                 await client.create(STS, statefulset("p", replicas), ns)
                 await eventually(lambda: settled(client, ns, "p", {f"p-{i}" for i in range(replicas)}))
