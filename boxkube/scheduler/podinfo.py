@@ -55,7 +55,7 @@ class PodInfo:
 
     __slots__ = ("pod", "key", "name", "namespace", "labels", "node_name", "tolerations", "resource", "parse_error",
                  "required_affinity_terms", "required_anti_affinity_terms",
-                 "preferred_affinity_terms", "preferred_anti_affinity_terms")
+                 "preferred_affinity_terms", "preferred_anti_affinity_terms", "has_affinity", "terminating")
 
     def __init__(self, pod: Mapping[str, Any]):
         meta = pod.get("metadata") or {}
@@ -70,6 +70,9 @@ class PodInfo:
         self.resource: PodResource = pod_resource(pod)
         self.parse_error: str | None = None
         affinity = spec.get("affinity") or {}
+        # any pod (anti-)affinity at all: such pods take part in other pods' affinity scoring
+        self.has_affinity = affinity.get("podAffinity") is not None or affinity.get("podAntiAffinity") is not None
+        self.terminating = bool(meta.get("deletionTimestamp"))
         pod_affinity = affinity.get("podAffinity") or {}
         anti_affinity = affinity.get("podAntiAffinity") or {}
         required = "requiredDuringSchedulingIgnoredDuringExecution"
@@ -95,15 +98,13 @@ class PodInfo:
             self.parse_error = str(e)
             return ()
 
-    @property
-    def has_affinity(self) -> bool:
-        """Any pod (anti-)affinity at all: such pods take part in other pods' affinity scoring."""
-        affinity = (self.pod.get("spec") or {}).get("affinity") or {}
-        return affinity.get("podAffinity") is not None or affinity.get("podAntiAffinity") is not None
-
-    @property
-    def terminating(self) -> bool:
-        return bool((self.pod.get("metadata") or {}).get("deletionTimestamp"))
+    def with_node(self, pod: Mapping[str, Any], node_name: str) -> "PodInfo":
+        """This PodInfo for `pod`, the same pod with spec.nodeName set (an assumed pod), without parsing it again."""
+        twin = object.__new__(PodInfo)
+        for slot in PodInfo.__slots__:
+            setattr(twin, slot, getattr(self, slot))
+        twin.pod, twin.node_name = pod, node_name
+        return twin
 
     def __repr__(self) -> str:
         return f"PodInfo({self.namespace}/{self.name})"

@@ -179,12 +179,14 @@ class SchedulingQueue:
         self._backoff.remove(key)
         self._unschedulable.pop(key, None)
 
-    def move_all_to_active_or_backoff(self, event: str) -> None:
+    def move_all_to_active_or_backoff(self, event: str,
+                                      pre_check: Callable[[QueuedPodInfo], bool] | None = None) -> None:
         """The cluster changed in a way that may help (`event` names it, e.g. "NodeAdd"):
-        retry every unschedulable pod, after its back-off."""
-        for info in list(self._unschedulable.values()):
-            self._requeue(info)
-        self._unschedulable.clear()
+        retry the unschedulable pods `pre_check` accepts (all without one), after their back-off."""
+        for key, info in list(self._unschedulable.items()):
+            if pre_check is None or pre_check(info):
+                del self._unschedulable[key]
+                self._requeue(info)
         self._move_request_cycle = self._scheduling_cycle
 
     # ---- scheduler-facing ------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 from typing import Any
 
@@ -121,6 +122,19 @@ class PodResource:
     requests: Resources
     non_zero_cpu: int
     non_zero_memory: int
+
+    @cached_property
+    def positive(self) -> tuple[tuple[str, int], ...]:
+        """The requests above zero, in the order fitsRequest checks them (cpu, memory,
+        ephemeral-storage, then the rest): computed once per pod, read once per node."""
+        native = [(n, self.requests[n]) for n in (CPU, MEMORY, EPHEMERAL_STORAGE) if self.requests.get(n, 0) > 0]
+        other = [(n, v) for n, v in self.requests.items() if n not in (CPU, MEMORY, EPHEMERAL_STORAGE) and v > 0]
+        return tuple(native + other)
+
+    @cached_property
+    def fit_key(self) -> str:
+        """What NodeResourcesFit's verdict on a node is remembered under (NodeInfo.memo): the requests."""
+        return f"NodeResourcesFit\0{self.positive}"
 
 
 def pod_resource(pod: Mapping[str, Any]) -> PodResource:

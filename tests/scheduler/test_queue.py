@@ -69,6 +69,18 @@ async def test_unschedulable_pod_waits_for_a_cluster_change_then_its_backoff():
     assert time.monotonic() - moved_at < INITIAL * 2
 
 
+async def test_a_move_with_a_pre_check_moves_only_the_pods_it_may_help():
+    q = queue()
+    q.add(pod("needs-cpu"))
+    q.add(pod("needs-a-peer"))
+    cpu, peer = await q.pop(), await q.pop()
+    q.add_unschedulable(cpu, frozenset({"NodeResourcesFit"}))
+    q.add_unschedulable(peer, frozenset({"InterPodAffinity"}))
+    q.move_all_to_active_or_backoff("AssignedPodAdd", lambda i: "InterPodAffinity" in i.unschedulable_plugins)
+    assert q.pending()["unschedulable"] == [cpu.key]
+    assert await pop_soon(q) is peer
+
+
 async def test_move_during_backoff_goes_to_backoff_first():
     q = queue()
     q.add(pod("p"))

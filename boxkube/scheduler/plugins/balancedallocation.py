@@ -35,15 +35,31 @@ class BalancedAllocation:
         if not any(requests.values()):
             return SKIP  # a best-effort pod changes no node's balance
         state[NAME] = requests
+        state[NAME + "/key"] = f"{NAME}\0{requests[CPU]}\0{requests[MEMORY]}"
         return None
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
+        key, scores = state[NAME + "/key"], []
+        for node in nodes:
+            score = node.memo.get(key)
+            if score is None:
+                score = node.memo[key] = self.score(state, pod, node)
+            scores.append(score)
+        return scores
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         # this plugin counts actual requests, not the non-zero defaults LeastAllocated uses
+        allocatable, requested, wanted = node.allocatable, node.requested, state[NAME]
+        cpu, memory = allocatable.get(CPU, 0), allocatable.get(MEMORY, 0)
+        if cpu and memory:   # the usual case, without building a list for balanced_score
+            cpu_fraction = min((requested.get(CPU, 0) + wanted[CPU]) / cpu, 1.0)
+            memory_fraction = min((requested.get(MEMORY, 0) + wanted[MEMORY]) / memory, 1.0)
+            return int((1 - abs(cpu_fraction - memory_fraction) / 2) * MAX_NODE_SCORE)
         fractions = []
         for resource in RESOURCES:
-            capacity = node.allocatable.get(resource, 0)
+            capacity = allocatable.get(resource, 0)
             if capacity == 0:
                 continue
-            used = node.requested.get(resource, 0) + state[NAME][resource]
+            used = requested.get(resource, 0) + wanted[resource]
             fractions.append(min(used / capacity, 1.0))
         return balanced_score(fractions)

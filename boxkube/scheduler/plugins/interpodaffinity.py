@@ -48,6 +48,9 @@ class InterPodAffinity:
     # ---- filter ---------------------------------------------------------
 
     def pre_filter(self, state: CycleState, pod: PodInfo, snapshot: Snapshot) -> Status | None:
+        if not pod.required_affinity_terms and not pod.required_anti_affinity_terms \
+                and not snapshot.pods_with_required_anti_affinity:
+            return SKIP   # the common case, known without looking at every node
         nodes = snapshot.list()
         guarded = [n for n in nodes if n.pods_with_required_anti_affinity]
         if not pod.required_affinity_terms and not pod.required_anti_affinity_terms and not guarded:
@@ -108,6 +111,8 @@ class InterPodAffinity:
     def pre_score(self, state: CycleState, pod: PodInfo, snapshot: Snapshot,
                   nodes: Sequence[NodeInfo]) -> Status | None:
         has_preferred = bool(pod.preferred_affinity_terms or pod.preferred_anti_affinity_terms)
+        if not has_preferred and not snapshot.pods_with_affinity:
+            return SKIP   # nothing anywhere to score by
         ns_labels = snapshot.namespace_labels(pod.namespace)
         scores: Counter[TopologyPair] = Counter()
 

@@ -15,6 +15,8 @@ TOO_MANY_PODS = "Too many pods"
 # LeastAllocated's default resources and weights (NodeResourcesFitArgs.ScoringStrategy)
 DEFAULT_SCORING_RESOURCES: Mapping[str, int] = {CPU: 1, MEMORY: 1}
 _NATIVE = (CPU, MEMORY, EPHEMERAL_STORAGE)
+_NON_ZERO = frozenset((CPU, MEMORY))   # scored with a container's default requests when it has none
+_UNKNOWN = object()
 
 
 def insufficient_resources(pod: PodInfo, node: NodeInfo) -> list[str]:
@@ -44,25 +46,52 @@ class NodeResourcesFit:
         self.scoring_resources = dict(scoring_resources)
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
-        reasons = insufficient_resources(pod, node)
-        return unschedulable(*reasons) if reasons else None
+        key = pod.resource.fit_key
+        verdict = node.memo.get(key, _UNKNOWN)
+        if verdict is _UNKNOWN:
+            verdict = node.memo[key] = self._fits(pod, node)
+        return verdict
+
+    @staticmethod
+    def _fits(pod: PodInfo, node: NodeInfo) -> Status | None:
+        # the common case (it fits) in a few lookups; the reasons are gathered only for a misfit
+        allocatable, requested = node.allocatable, node.requested
+        if len(node.pods) < allocatable.get(PODS, 0):
+            for name, wanted in pod.resource.positive:
+                if wanted > allocatable.get(name, 0) - requested.get(name, 0):
+                    break
+            else:
+                return None
+        return unschedulable(*insufficient_resources(pod, node))
 
     def pre_score(self, state: CycleState, pod: PodInfo, snapshot: Snapshot,
                   nodes: Sequence[NodeInfo]) -> Status | None:
         # scoring counts a container without requests as the defaults (100m, 200Mi)
         state[NAME] = {CPU: pod.resource.non_zero_cpu, MEMORY: pod.resource.non_zero_memory,
                        **{r: pod.resource.requests.get(r, 0) for r in self.scoring_resources if r not in (CPU, MEMORY)}}
+        state[NAME + "/key"] = f"{NAME}/score\0{sorted(self.scoring_resources.items())}\0{sorted(state[NAME].items())}"
         return None
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
+        key, scores = state[NAME + "/key"], []
+        for node in nodes:
+            score = node.memo.get(key)
+            if score is None:
+                score = node.memo[key] = self.score(state, pod, node)
+            scores.append(score)
+        return scores
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         pod_requests = state[NAME]
+        allocatable, non_zero, requested = node.allocatable, node.non_zero_requested, node.requested
         total = weights = 0
         for resource, weight in self.scoring_resources.items():
-            capacity = node.allocatable.get(resource, 0)
+            capacity = allocatable.get(resource, 0)
             if capacity == 0:
                 continue  # a resource the node does not have is left out, weight included
-            on_node = node.non_zero_requested if resource in (CPU, MEMORY) else node.requested
-            requested = on_node.get(resource, 0) + pod_requests.get(resource, 0)
-            total += least_requested_score(requested, capacity) * weight
+            used = (non_zero if resource in _NON_ZERO else requested).get(resource, 0) + pod_requests.get(resource, 0)
+            # leastRequestedScore, inline: this runs for every feasible node of every pod
+            if used <= capacity:
+                total += (capacity - used) * MAX_NODE_SCORE // capacity * weight
             weights += weight
         return total // weights if weights else 0

@@ -81,12 +81,29 @@ def build_constraints(pod: PodInfo, action: str, snapshot: Snapshot) -> tuple[Sp
     return tuple(SpreadConstraint(c["maxSkew"], c["topologyKey"], selector) for c in defaults)
 
 
-def count_matching(node: NodeInfo, selector: LabelSelector, namespace: str) -> int:
-    """countPodsMatchSelector: pods of the namespace on the node matching; terminating pods don't count."""
+def count_key(selector: LabelSelector, namespace: str) -> str:
+    """What a count of `selector`'s pods in `namespace` is cached under in NodeInfo.memo (one string:
+    its hash is computed once, not at each of the thousands of lookups a cycle makes)."""
+    return f"{NAME}\0{namespace}\0{selector.nothing}\0{selector}"
+
+
+def count_matching(node: NodeInfo, selector: LabelSelector, namespace: str, key: str | None = None) -> int:
+    """countPodsMatchSelector: pods of the namespace on the node matching; terminating pods don't count.
+
+    With `key` (count_key's), the count is kept on the node until its pods change: scheduling a
+    ReplicaSet's pods one after another changes one node per pod, and the other nodes' counts stay.
+    """
     if selector.empty():
         return 0
-    return sum(1 for p in node.pods.values()
-               if p.namespace == namespace and not p.terminating and selector.matches(p.labels))
+    if key is not None:
+        cached = node.memo.get(key)
+        if cached is not None:
+            return cached
+    n = sum(1 for p in node.pods.values()
+            if p.namespace == namespace and not p.terminating and selector.matches(p.labels))
+    if key is not None:
+        node.memo[key] = n
+    return n
 
 
 def _has_all_keys(node: NodeInfo, constraints: Sequence[SpreadConstraint]) -> bool:
@@ -107,6 +124,7 @@ class _ScoreState:
     ignored: set[str]
     value_counts: list[dict[str, int]]
     weights: list[float]
+    keys: list[str]
 
 
 class PodTopologySpread:
@@ -119,14 +137,15 @@ class PodTopologySpread:
         if not constraints:
             return SKIP
         required = RequiredNodeAffinity(pod.pod)
+        keys = [count_key(c.selector, pod.namespace) for c in constraints]
         counts: dict[TopologyPair, int] = {}
         for node in snapshot.list():
             if not _has_all_keys(node, constraints):
                 continue
-            for c in constraints:
+            for c, key in zip(constraints, keys):
                 if c.counts_node(node, required, pod):
                     pair = (c.topology_key, node.labels[c.topology_key])
-                    counts[pair] = counts.get(pair, 0) + count_matching(node, c.selector, pod.namespace)
+                    counts[pair] = counts.get(pair, 0) + count_matching(node, c.selector, pod.namespace, key)
         min_counts: dict[str, int] = {}
         for (key, _), n in counts.items():
             min_counts[key] = min(n, min_counts.get(key, n))
@@ -158,41 +177,64 @@ class PodTopologySpread:
         # zone label still gets hostname spreading from the system defaults
         require_all = bool((pod.pod.get("spec") or {}).get("topologySpreadConstraints"))
         ignored: set[str] = set()
+        # per-node counts (hostname) are taken in score(); other keys count per domain over all nodes
+        domain_keys = [i for i, c in enumerate(constraints) if c.topology_key != HOSTNAME_LABEL]
         value_counts: list[dict[str, int]] = [{} for _ in constraints]
-        for node in nodes:
-            if require_all and not _has_all_keys(node, constraints):
-                ignored.add(node.name)
-                continue
-            for i, c in enumerate(constraints):
-                if c.topology_key != HOSTNAME_LABEL:  # per-node counts are taken in score()
-                    value_counts[i].setdefault(node.labels.get(c.topology_key, ""), 0)
+        # upstream files a node without the label under the domain "", which only a node labelled ""
+        # ever reads: such nodes count towards the number of domains, but are counted only if one does
+        unlabelled = [False] * len(constraints)
+        if require_all or domain_keys:
+            for node in nodes:
+                if require_all and not _has_all_keys(node, constraints):
+                    ignored.add(node.name)
+                    continue
+                for i in domain_keys:
+                    value = node.labels.get(constraints[i].topology_key)
+                    if value is None:
+                        unlabelled[i] = True
+                    else:
+                        value_counts[i].setdefault(value, 0)
         weights = [_normalizing_weight(len(nodes) - len(ignored) if c.topology_key == HOSTNAME_LABEL
-                                       else len(value_counts[i])) for i, c in enumerate(constraints)]
-        required = RequiredNodeAffinity(pod.pod)
-        for node in snapshot.list():
-            if require_all and not _has_all_keys(node, constraints):
-                continue
-            for i, c in enumerate(constraints):
-                value = node.labels.get(c.topology_key, "")
-                if value in value_counts[i] and c.counts_node(node, required, pod):
-                    value_counts[i][value] += count_matching(node, c.selector, pod.namespace)
-        state[NAME + "/score"] = _ScoreState(constraints, ignored, value_counts, weights)
+                                       else len(value_counts[i]) + (unlabelled[i] and "" not in value_counts[i]))
+                   for i, c in enumerate(constraints)]
+        keys = [count_key(c.selector, pod.namespace) for c in constraints]
+        counted = [i for i in domain_keys if value_counts[i]]
+        if counted:
+            required = RequiredNodeAffinity(pod.pod)
+            for node in snapshot.list():
+                if require_all and not _has_all_keys(node, constraints):
+                    continue
+                for i in counted:
+                    c = constraints[i]
+                    value = node.labels.get(c.topology_key, "")
+                    if value in value_counts[i] and c.counts_node(node, required, pod):
+                        value_counts[i][value] += count_matching(node, c.selector, pod.namespace, keys[i])
+        state[NAME + "/score"] = _ScoreState(constraints, ignored, value_counts, weights, keys)
         return None
 
-    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
         s: _ScoreState = state[NAME + "/score"]
-        if node.name in s.ignored:
-            return 0
-        total = 0.0
-        for i, c in enumerate(s.constraints):
-            value = node.labels.get(c.topology_key)
-            if value is None:
+        # what score() looks up per constraint, looked up once
+        plan = [(c.topology_key, c.topology_key == HOSTNAME_LABEL, c.selector, s.keys[i], s.value_counts[i],
+                 s.weights[i], c.max_skew - 1) for i, c in enumerate(s.constraints)]
+        namespace, ignored, scores = pod.namespace, s.ignored, []
+        for node in nodes:
+            if node.name in ignored:
+                scores.append(0)
                 continue
-            n = (count_matching(node, c.selector, pod.namespace) if c.topology_key == HOSTNAME_LABEL
-                 else s.value_counts[i][value])
-            # maxSkew - 1 waters down differences the constraint would tolerate anyway
-            total += n * s.weights[i] + (c.max_skew - 1)
-        return math.floor(total + 0.5)  # Go's math.Round for non-negative values
+            labels, total = node.labels, 0.0
+            for key, per_node, selector, count_key_, value_counts, weight, slack in plan:
+                value = labels.get(key)
+                if value is None:
+                    continue
+                n = count_matching(node, selector, namespace, count_key_) if per_node else value_counts[value]
+                # maxSkew - 1 waters down differences the constraint would tolerate anyway
+                total += n * weight + slack
+            scores.append(math.floor(total + 0.5))   # Go's math.Round for non-negative values
+        return scores
+
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        return self.score_nodes(state, pod, [node])[0]
 
     def normalize_score(self, state: CycleState, pod: PodInfo, scores: dict[str, int]) -> None:
         s: _ScoreState = state[NAME + "/score"]

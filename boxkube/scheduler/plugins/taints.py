@@ -46,6 +46,8 @@ class TaintToleration:
     name = NAME
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
+        if not node.taints:
+            return None
         taint = find_untolerated_taint(node.taints, pod.tolerations)
         if taint is None:
             return None
@@ -57,7 +59,12 @@ class TaintToleration:
         state[NAME] = [t for t in pod.tolerations if t.get("effect") in (None, "", "PreferNoSchedule")]
         return None
 
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
+        return [self.score(state, pod, n) if n.taints else 0 for n in nodes]
+
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        if not node.taints:
+            return 0
         tolerations = state[NAME]
         return sum(1 for taint in node.taints
                    if taint.get("effect") == "PreferNoSchedule" and not tolerations_tolerate(tolerations, taint))
