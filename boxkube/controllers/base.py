@@ -122,8 +122,9 @@ class Controller:
                 raise
             except Exception as e:  # a reconcile failure is retried with back-off, never fatal
                 retries = self.queue.num_requeues(key)
-                if isinstance(e, ApiError) and e.is_conflict:
-                    self.log.debug("%s: conflict on %s, retrying", self.name, key)
+                if isinstance(e, ApiError) and (e.is_conflict or e.is_already_exists):
+                    # Lost a race with another writer or with our own cache: normal, retried.
+                    self.log.debug("%s: %s on %s, retrying", self.name, e.reason, key)
                 elif isinstance(e, RetryLater):
                     self.log.info("%s: %s not done yet (retry %d): %s", self.name, key, retries, e)
                 else:

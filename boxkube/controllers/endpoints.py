@@ -18,6 +18,7 @@ from typing import Any
 
 from boxkube.api.pods import is_ready
 from boxkube.client import ApiError, resource, split_key
+from boxkube.controllers.base import RetryLater
 from boxkube.controllers.podendpoints import (
     HEADLESS_LABEL,
     LAST_CHANGE_TRIGGER_TIME,
@@ -163,6 +164,10 @@ class EndpointsController(ServiceEndpointsController):
         self.endpoints = self.informers.informer("endpoints")
         # Someone deleting a Service's Endpoints gets them back.
         self.endpoints.add_event_handler(on_delete=self.enqueue)
+        # Upstream's staleEndpointsTracker: the resourceVersion each of our writes replaced. While the
+        # cache still shows it, the cache has not seen our write, and comparing with it would skip a
+        # needed update (the write it compares against is not the one stored).
+        self._replaced: dict[str, str] = {}
 
     async def run(self) -> None:
         # Endpoints whose Service is gone (deleted while this controller was down) are found once at
@@ -178,6 +183,7 @@ class EndpointsController(ServiceEndpointsController):
         service = self.services.store.get(key)
         if service is None:
             self.trigger_times.forget(key)
+            self._replaced.pop(key, None)
             try:
                 await self.client.delete(ENDPOINTS, name, namespace)
             except ApiError as e:
@@ -213,6 +219,8 @@ class EndpointsController(ServiceEndpointsController):
         subsets = repack_subsets(subsets)
 
         current = self.endpoints.store.get(key)
+        if current is not None and self._replaced.get(key) == current["metadata"].get("resourceVersion"):
+            raise RetryLater(f"the endpoints cache has not seen our last write of {key} yet")
         labels = dict((service["metadata"].get("labels")) or {})
         if current is not None:
             current_labels = dict(current["metadata"].get("labels") or {})
@@ -246,6 +254,7 @@ class EndpointsController(ServiceEndpointsController):
                 await self.client.create(ENDPOINTS, desired, namespace)
             else:
                 await self.client.replace(ENDPOINTS, desired, namespace)
+                self._replaced[key] = current["metadata"]["resourceVersion"]
         except ApiError as e:
             if current is None and namespace_terminating(e):
                 return          # creates there will fail until it is gone; nothing to retry

@@ -47,12 +47,17 @@ def ips(endpoints, field="addresses"):
 
 
 async def wait_for_endpoints(client, ns, name, ready, not_ready=None):
+    seen = {}
+
     async def check():
-        ep = await endpoints_of(client, ns, name)
+        ep = seen["last"] = await endpoints_of(client, ns, name)
         if ep is not None and ips(ep) == ready and ips(ep, "notReadyAddresses") == (not_ready or {}):
             return ep
         return None
-    return await eventually(check)
+    try:
+        return await eventually(check, what=f"endpoints {name}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last endpoints: {seen.get('last')}") from None
 
 
 WEB = [{"name": "http", "containerPort": 8080}]
