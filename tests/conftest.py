@@ -2,11 +2,12 @@
 and boxkube's own client of it with a fresh namespace per test."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,27 +45,44 @@ def _boxkube(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "boxkube.cli", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
-# The API server alone: tests run their own scheduler or controllers in-process against it,
-# with no built-in ones racing them (the cluster config's `components` switch).
+# The API server with only the namespace controller (deleted namespaces must go): tests run their
+# own scheduler or controllers in-process against it, with no built-in ones racing them
+# (the cluster config's `components` switch).
 API_ONLY = """apiVersion: boxkube.dev/v1alpha1
 kind: Cluster
-components: {scheduler: false, controllerManager: false}
+components: {scheduler: false, controllers: [namespace]}
 """
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> Cluster:
-    home = tmp_path_factory.mktemp("boxkube-home")
+@contextlib.contextmanager
+def made_cluster(home: Path, prefix: str, *flags: str, config: str | None = None) -> Iterator[Cluster]:
+    """A local cluster made and deleted by the real `boxkube` CLI, in its own BOXKUBE_HOME."""
     env = dict(os.environ, BOXKUBE_HOME=str(home), HOME=str(home))
-    name = f"compat-{uuid.uuid4().hex[:6]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     kubeconfig = home / "kubeconfig"
-    config = home / "api-only.yaml"
-    config.write_text(API_ONLY)
-    created = _boxkube(env, "create", "cluster", "--provider", "local", "--nodes", "0", "--name", name,
-                       "--config", str(config), "--kubeconfig", str(kubeconfig))
+    if config is not None:
+        (home / "cluster.yaml").write_text(config)
+        flags = (*flags, "--config", str(home / "cluster.yaml"))
+    created = _boxkube(env, "create", "cluster", "--provider", "local", "--name", name,
+                       "--kubeconfig", str(kubeconfig), *flags)
     assert created.returncode == 0, created.stderr
-    yield Cluster(name, kubeconfig, env)
-    _boxkube(env, "delete", "cluster", "--name", name)
+    try:
+        yield Cluster(name, kubeconfig, env)
+    finally:
+        _boxkube(env, "delete", "cluster", "--name", name)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    with made_cluster(tmp_path_factory.mktemp("boxkube-home"), "compat", "--nodes", "0", config=API_ONLY) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def full_cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """A whole cluster — scheduler, controller manager, three simulated nodes — per test module."""
+    with made_cluster(tmp_path_factory.mktemp("full-home"), "e2e", "--nodes", "3") as c:
+        yield c
 
 
 @pytest.fixture

