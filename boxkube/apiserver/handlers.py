@@ -8,7 +8,6 @@ The URL layout is upstream's (k8s.io/apiserver/pkg/endpoints/request/requestinfo
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any, AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from boxkube.apiserver import codec, errors, subresources, tables
+from boxkube.apiserver import codec, errors, subresources, tables, validation
 from boxkube.apiserver.errors import APIError
 from boxkube.apiserver.registry import ListResult, Registry, WriteOptions
 from boxkube.apiserver.resources import ResourceType, by_plural
@@ -96,10 +95,10 @@ def _int_param(request: Request, name: str) -> int | None:
 
 
 def json_response(body: Any, status: int = 200, warnings: list[str] | None = None) -> Response:
-    headers = {}
-    if warnings:
-        headers["Warning"] = ", ".join(f'299 - {json.dumps(w)}' for w in warnings)
-    return Response(codec.dumps(body), status_code=status, media_type="application/json", headers=headers)
+    response = Response(codec.dumps(body), status_code=status, media_type="application/json")
+    for warning in warnings or ():
+        response.headers.append("Warning", validation.warning_header(warning))
+    return response
 
 
 def error_response(e: APIError) -> Response:
@@ -163,6 +162,12 @@ class Handlers:
     # -- verbs ----------------------------------------------------------------
 
     async def dispatch(self, request: Request, t: Target) -> Response:
+        response = await self._dispatch(request, t)
+        if t.rt.deprecation:
+            response.headers.append("Warning", validation.warning_header(t.rt.deprecation))
+        return response
+
+    async def _dispatch(self, request: Request, t: Target) -> Response:
         method = request.method
         _accept_as(request)     # 406 before anything is done, as upstream negotiates the output first
         if t.subresource:

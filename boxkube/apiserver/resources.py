@@ -21,6 +21,8 @@ class ResourceType:
     # subresource name -> kind served there (status keeps the parent's kind)
     subresources: dict[str, str] = field(default_factory=dict)
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+    # Sent as a Warning with every response about it, as upstream does for deprecated APIs.
+    deprecation: str = ""
 
     @property
     def singular(self) -> str:
@@ -60,7 +62,8 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "Service", "services", short_names=("svc",), categories=("all",),
                  subresources=_STATUS,
                  verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
-    ResourceType("", "v1", "Endpoints", "endpoints", short_names=("ep",)),
+    ResourceType("", "v1", "Endpoints", "endpoints", short_names=("ep",),
+                 deprecation="v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"),
     ResourceType("", "v1", "ConfigMap", "configmaps", short_names=("cm",)),
     ResourceType("", "v1", "Secret", "secrets"),
     ResourceType("", "v1", "Node", "nodes", namespaced=False, short_names=("no",), subresources=_STATUS),

@@ -190,3 +190,10 @@ def test_kubectl_uses_aggregated_discovery(cluster, tmp_path):
     urls = [line for line in out.stderr.splitlines() if '"Response"' in line]
     discovery_calls = [u for u in urls if "/api?" in u or "/apis?" in u or "/api/v1?" in u or "/apis/apps/v1?" in u]
     assert len(discovery_calls) == 2, urls
+
+
+def test_endpoints_are_deprecated_with_upstreams_warning(cluster, namespace):
+    """kubectl prints the Warning header upstream sends for v1 Endpoints since 1.33."""
+    out = cluster.kubectl("get", "endpoints", "-n", namespace)
+    assert "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice" in out.stderr
+    assert "Warning" not in cluster.kubectl("get", "endpointslices", "-n", namespace).stderr
