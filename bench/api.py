@@ -43,9 +43,7 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import random
-import resource
 import shlex
 import shutil
 import ssl
@@ -55,23 +53,18 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import aetcd
 import httpx
 
-import boxkube
 from boxkube.cluster.binaries import etcd_binary
-from boxkube.cluster.create import create_cluster
-from boxkube.cluster.delete import delete_cluster
 from boxkube.cluster.etcd import EtcdServer, start_etcd_and_wait
 from boxkube.cluster.process import stop_process
-from boxkube.cluster.progress import Progress
-from boxkube.cluster.providers import LocalProvider
-from boxkube.cluster.providers.local import default_apiserver_command
-from boxkube.cluster.spec import ClusterSpec
-from boxkube.cluster.state import cluster_dir
+from boxkube.cluster.providers.local import APISERVER, ETCD, default_apiserver_command
+
+# bench/ is on sys.path when a bench runs as `python bench/NAME.py`.
+from harness import API_ONLY, LOOP, CpuMeter, LocalCluster, in_parallel, machine_facts, percentile, run_loop, start_local_cluster
 
 CLUSTER = "bench"
 LOAD_NAMESPACE = "bench"
@@ -86,64 +79,8 @@ TARGET_CLIENTS = 16
 
 Op = Callable[[int], Awaitable[None]]
 
-try:    # the API server runs on uvloop (uvicorn's default); a faster client loop takes less CPU from it
-    import uvloop
-    run_loop, LOOP = uvloop.run, "uvloop"
-except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-    run_loop, LOOP = asyncio.run, "asyncio"
-
 
 # -- measuring ----------------------------------------------------------------
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list (nan when empty)."""
-    if not sorted_values:
-        return math.nan
-    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(p * len(sorted_values)) - 1))]
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int | None) -> float:
-    """CPU time (user + system, all threads) of `pid`, or of this process for None."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rfind(")") + 2:].split()   # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _idle_seconds() -> float:
-    """Idle time (idle + iowait) of all cores together since boot."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    return (int(fields[4]) + int(fields[5])) / _TICK
-
-
-class CpuMeter:
-    """How much of one core each process used between start() and stop(), how much the rest of
-    the machine used, and how much it left idle: with idle near 0 the cores were the limit."""
-
-    def __init__(self, pids: dict[str, int | None]):
-        self.pids = pids
-        self._start: dict[str, float] = {}
-        self._t0 = 0.0
-
-    def _now(self) -> dict[str, float]:
-        return {**{name: _cpu_seconds(pid) for name, pid in self.pids.items()}, "idle": _idle_seconds()}
-
-    def start(self) -> None:
-        self._t0 = time.perf_counter()
-        self._start = self._now()
-
-    def stop(self) -> dict[str, float]:
-        elapsed = time.perf_counter() - self._t0
-        shares = {name: (seconds - self._start[name]) / elapsed for name, seconds in self._now().items()}
-        # Whatever else kept the cores busy (other programs, the kernel): a run with much of it is noisy.
-        shares["other"] = max(0.0, (os.cpu_count() or 1) - sum(shares.values()))
-        return shares
-
 
 @dataclass
 class LoadResult:
@@ -221,25 +158,13 @@ class Api:
         )
 
 
-def _local_provider(home: Path, apiserver_command: list[str]) -> tuple[dict[str, str], LocalProvider]:
-    environ = dict(os.environ, BOXKUBE_HOME=str(home))
-    return environ, LocalProvider(home, environ, apiserver_command=apiserver_command)
-
-
-def start_cluster(home: Path, apiserver_command: list[str]) -> Api:
-    """Create the bench cluster with the local provider, as `boxkube create cluster` does."""
-    environ, provider = _local_provider(home, apiserver_command)
-    spec = ClusterSpec(name=CLUSTER, provider="local", nodes=0, kubeconfig=home / "kubeconfig")
-    create_cluster(spec, home=home, environ=environ, providers=lambda _name: provider, progress=Progress())
-    state = cluster_dir(home, CLUSTER).load()
+def start_cluster(home: Path, apiserver_command: list[str]) -> tuple[LocalCluster, Api]:
+    """Create the bench cluster (API server only) with the local provider, as `boxkube create cluster` does."""
+    cluster = start_local_cluster(home, CLUSTER, config=API_ONLY, apiserver_command=apiserver_command)
+    state = cluster.state
     assert state.server and state.token and state.certificate_authority
-    return Api(state.server, state.token, ssl.create_default_context(cafile=state.certificate_authority),
-               state.processes["apiserver"].pid, state.processes["etcd"].pid)
-
-
-def stop_cluster(home: Path, apiserver_command: list[str]) -> None:
-    environ, provider = _local_provider(home, apiserver_command)
-    delete_cluster(CLUSTER, home=home, environ=environ, providers=lambda _name: provider, progress=Progress())
+    return cluster, Api(state.server, state.token, ssl.create_default_context(cafile=state.certificate_authority),
+                        cluster.pid(APISERVER), cluster.pid(ETCD))
 
 
 def configmap(name: str, **data: str) -> bytes:
@@ -261,16 +186,6 @@ async def post_configmap(client: httpx.AsyncClient, namespace: str, body: bytes)
     if r.status_code != 201:
         raise RuntimeError(f"create answered {r.status_code}: {r.text[:200]}")
     return r
-
-
-async def in_parallel(count: int, concurrency: int, job: Callable[[int], Awaitable[None]]) -> None:
-    """Run job(0..count-1), at most `concurrency` at a time."""
-    items = iter(range(count))
-
-    async def lane() -> None:
-        for i in items:
-            await job(i)
-    await asyncio.gather(*(lane() for _ in range(concurrency)))
 
 
 # -- load tests ---------------------------------------------------------------
@@ -297,14 +212,14 @@ class Bench:
 
             async def create(i: int) -> None:
                 await post_configmap(client, LOAD_NAMESPACE, configmap(f"read-{i}"))
-            await in_parallel(READ_SET, 16, create)
+            await in_parallel(READ_SET, 16, lambda _lane, i: create(i))
             r = await client.get(f"/api/v1/namespaces/{LOAD_NAMESPACE}/configmaps/read-0")
             r.raise_for_status()
             self.value = r.content
 
         async def put(i: int) -> None:
             await self.etcd.put(f"/bench/read/{i}".encode(), self.value)
-        await in_parallel(READ_SET, 16, put)
+        await in_parallel(READ_SET, 16, lambda _lane, i: put(i))
 
     async def etcd_put(self, clients: int) -> LoadResult:
         def op(worker: int) -> Op:
@@ -427,8 +342,8 @@ async def watch_test(api: Api, watchers: int, writes: int, writers: int, timeout
                 sent[int(r.json()["metadata"]["resourceVersion"])] = t0
 
             t_writes = time.perf_counter()
-            await in_parallel(creates, writers, create)
-            await in_parallel(writes - creates, writers, lambda i: update(creates + i))
+            await in_parallel(creates, writers, lambda _lane, i: create(i))
+            await in_parallel(writes - creates, writers, lambda _lane, i: update(creates + i))
             written = time.perf_counter()
             last_rv = max(sent)
             timed_out = False
@@ -471,27 +386,15 @@ async def watch_test(api: Api, watchers: int, writes: int, writers: int, timeout
 
 # -- report -------------------------------------------------------------------
 
-def machine_facts() -> list[str]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def software_facts() -> list[str]:
     etcd_version = subprocess.run([str(etcd_binary()), "--version"], capture_output=True, text=True,
                                   check=False).stdout.splitlines()[:1]
     # uvicorn's defaults ("auto") take uvloop and httptools when they are installed.
     server_http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("uvicorn", "fastapi", "httpx", "aetcd", "grpcio"))
     return [
-        f"date      {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-        f"machine   {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {model or platform.machine()}, "
-        f"{platform.system()} {platform.release()}",
-        f"python    {platform.python_implementation()} {platform.python_version()}; bench loop {LOOP}; "
-        f"API server: uvicorn, loop {LOOP}, http {server_http}",
-        f"software  boxkube {boxkube.__version__}, {etcd_version[0] if etcd_version else 'etcd ?'}, {versions}",
+        f"server    uvicorn, loop {LOOP}, http {server_http}",
+        f"software  {etcd_version[0] if etcd_version else 'etcd ?'}, {versions}",
         "note      the load generator (this Python process) shares these cores with etcd and the",
         "          API server: it competes with them for CPU. cpu%: share of one core used by this process,",
         "          the API server, the etcd under test, everything else on the machine, and left idle",
@@ -628,21 +531,21 @@ async def run(args: argparse.Namespace, api: Api, raw: EtcdServer) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print("\n".join(machine_facts()))
+    print("\n".join(machine_facts() + software_facts()))
     print(f"load      {args.warmup:g} s warm-up + {args.duration:g} s per test at {args.concurrency} clients; "
           "httpx: one AsyncClient (one keep-alive HTTPS connection) per worker; aetcd: one client shared by all")
     print()
     home = Path(tempfile.mkdtemp(prefix="boxkube-bench-"))
-    command = shlex.split(args.apiserver_command)
-    raw = None
+    cluster = raw = None
     try:
-        api = start_cluster(home, command)
+        cluster, api = start_cluster(home, shlex.split(args.apiserver_command))
         raw = start_etcd_and_wait(home / "raw-etcd" / "data", home / "raw-etcd" / "etcd.log")
         run_loop(run(args, api, raw))
     finally:
         if raw is not None:
             stop_process(raw.process)
-        stop_cluster(home, command)
+        if cluster is not None:
+            cluster.stop()
         shutil.rmtree(home, ignore_errors=True)
     return 0
 

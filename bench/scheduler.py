@@ -35,10 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
-import platform
 import random
-import resource
 import shlex
 import shutil
 import signal
@@ -47,90 +44,26 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import boxkube
 from boxkube.client import ApiClient
 from boxkube.client.resources import resource as resource_type
-from boxkube.cluster.config import parse_config
-from boxkube.cluster.create import create_cluster
-from boxkube.cluster.delete import delete_cluster
-from boxkube.cluster.progress import Progress
-from boxkube.cluster.providers import LocalProvider
-from boxkube.cluster.spec import ClusterSpec
-from boxkube.cluster.state import cluster_dir
+from boxkube.cluster.providers.local import APISERVER, ETCD
 from boxkube.scheduler.framework import Snapshot, schedule
 from boxkube.scheduler.plugins import default_profile
 from boxkube.scheduler.podinfo import PodInfo
 from boxkube.scheduler.scheduler import Scheduler
+
+# bench/ is on sys.path when a bench runs as `python bench/NAME.py`.
+from harness import API_ONLY, CpuMeter, LocalCluster, cpu_line, follow, in_parallel, machine_facts, percentile, run_loop, \
+    start_local_cluster
 
 CLUSTER = "bench-scheduler"
 NAMESPACE = "bench"
 NODES, PODS, NAMESPACES = resource_type("nodes"), resource_type("pods"), resource_type("namespaces")
 REPLICASETS = resource_type("replicasets.apps")
 TARGET_PODS_PER_SECOND = 700    # the issue's; upstream's CI threshold for SchedulingBasic at 5,000 nodes is 680
-API_ONLY = """apiVersion: boxkube.dev/v1alpha1
-kind: Cluster
-components: {scheduler: false, controllerManager: false}
-"""
-
-try:    # the scheduler process and the API server run on uvloop when it is there; so does the load generator
-    import uvloop
-    run_loop, LOOP = uvloop.run, "uvloop"
-except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-    run_loop, LOOP = asyncio.run, "asyncio"
-
-
-# -- measuring ----------------------------------------------------------------
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list (nan when empty)."""
-    if not sorted_values:
-        return math.nan
-    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(p * len(sorted_values)) - 1))]
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """CPU time (user + system) of `pid`, or of this process for None."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rfind(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def idle_seconds() -> float:
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    return (int(fields[4]) + int(fields[5])) / _TICK
-
-
-class CpuMeter:
-    """Share of one core each process used between start() and stop(); the rest of the machine; idle."""
-
-    def __init__(self, pids: dict[str, int | None]):
-        self.pids = pids
-        self._start: dict[str, float] = {}
-        self._t0 = 0.0
-
-    def _now(self) -> dict[str, float]:
-        return {**{name: cpu_seconds(pid) for name, pid in self.pids.items()}, "idle": idle_seconds()}
-
-    def start(self) -> None:
-        self._t0, self._start = time.perf_counter(), self._now()
-
-    def stop(self) -> dict[str, float]:
-        elapsed = time.perf_counter() - self._t0
-        shares = {name: (v - self._start[name]) / elapsed for name, v in self._now().items()}
-        shares["other"] = max(0.0, (os.cpu_count() or 1) - sum(shares.values()))
-        return shares
-
-
 # -- the objects ----------------------------------------------------------------
 
 def node_body(name: str) -> dict[str, Any]:
@@ -154,43 +87,10 @@ def pod_body(name: str, owner: dict[str, Any] | None) -> dict[str, Any]:
                                      "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}]}}
 
 
-async def in_parallel(count: int, lanes: int, job) -> None:
-    """job(0..count-1), `lanes` at a time."""
-    items = iter(range(count))
-
-    async def lane(worker: int) -> None:
-        for i in items:
-            await job(worker, i)
-    await asyncio.gather(*(lane(w) for w in range(lanes)))
-
-
 # -- the run ------------------------------------------------------------------------
 
-@dataclass
-class Cluster:
-    home: Path
-    kubeconfig: Path
-    apiserver_pid: int
-    etcd_pid: int
-    environ: dict[str, str]
-
-
-def start_cluster(home: Path) -> Cluster:
-    environ = dict(os.environ, BOXKUBE_HOME=str(home))
-    provider = LocalProvider(home, environ)
-    spec = ClusterSpec(name=CLUSTER, provider="local", nodes=0, kubeconfig=home / "kubeconfig",
-                       config=parse_config(API_ONLY))
-    create_cluster(spec, home=home, environ=environ, providers=lambda _name: provider, progress=Progress())
-    cdir = cluster_dir(home, CLUSTER)
-    state = cdir.load()
-    return Cluster(home, home / "kubeconfig", state.processes["apiserver"].pid, state.processes["etcd"].pid,
-                   environ)
-
-
-def stop_cluster(cluster: Cluster) -> None:
-    provider = LocalProvider(cluster.home, cluster.environ)
-    delete_cluster(CLUSTER, home=cluster.home, environ=cluster.environ, providers=lambda _name: provider,
-                   progress=Progress())
+def start_cluster(home: Path) -> LocalCluster:
+    return start_local_cluster(home, CLUSTER, config=API_ONLY)
 
 
 class SchedulerProcess:
@@ -252,9 +152,9 @@ async def create_nodes(clients: list[ApiClient], count: int) -> None:
     await in_parallel(count, len(clients), create)
 
 
-async def run_end_to_end(args: argparse.Namespace, cluster: Cluster, log_dir: Path) -> Result:
+async def run_end_to_end(args: argparse.Namespace, cluster: LocalCluster, log_dir: Path) -> Result:
     result = Result(args.nodes, args.pods, args.clients, args.owner)
-    clients = [ApiClient.from_kubeconfig(cluster.kubeconfig, user_agent="bench") for _ in range(args.clients)]
+    clients = [cluster.client() for _ in range(args.clients)]
     admin = clients[0]
     scheduler_proc: SchedulerProcess | None = None
     scheduler_task: asyncio.Task | None = None
@@ -273,7 +173,7 @@ async def run_end_to_end(args: argparse.Namespace, cluster: Cluster, log_dir: Pa
                      "controller": True, "blockOwnerDeletion": True}
 
         print("starting the scheduler ...", file=sys.stderr)
-        pids: dict[str, int | None] = {"bench": None, "apiserver": cluster.apiserver_pid, "etcd": cluster.etcd_pid}
+        pids: dict[str, int | None] = {"bench": None, "apiserver": cluster.pid(APISERVER), "etcd": cluster.pid(ETCD)}
         if args.in_process:
             scheduler = Scheduler(ApiClient.from_kubeconfig(cluster.kubeconfig, user_agent="scheduler"))
             scheduler_task = asyncio.create_task(scheduler.run())
@@ -290,19 +190,15 @@ async def run_end_to_end(args: argparse.Namespace, cluster: Cluster, log_dir: Pa
         bound: dict[str, float] = {}
         all_bound = asyncio.Event()
 
+        def seen(_kind: str, pod: dict[str, Any]) -> bool:
+            name = pod["metadata"]["name"]
+            if (pod.get("spec") or {}).get("nodeName") and name not in bound:
+                bound[name] = time.perf_counter()
+            return len(bound) == args.pods
+
         async def watch() -> None:
-            rv = start_rv
-            while True:   # the server may end a watch early: go on from the last resourceVersion seen
-                async with admin.watch(PODS, NAMESPACE, resource_version=rv, timeout_seconds=3600) as events:
-                    async for _kind, pod in events:
-                        rv = pod["metadata"]["resourceVersion"]
-                        name = pod["metadata"]["name"]
-                        if (pod.get("spec") or {}).get("nodeName") and name not in bound:
-                            bound[name] = time.perf_counter()
-                            if len(bound) == args.pods:
-                                all_bound.set()
-                                return
-                print(f"  the watch ended after {len(bound)} bindings; watching again", file=sys.stderr)
+            await follow(admin, PODS, NAMESPACE, start_rv, seen)
+            all_bound.set()
 
         watcher = asyncio.create_task(watch())
         meter = CpuMeter(pids)
@@ -371,23 +267,6 @@ def algorithm_only(nodes: int, pods: int, owner: str) -> tuple[float, float]:
 
 # -- report ---------------------------------------------------------------------------
 
-def machine_facts() -> list[str]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return [
-        f"date      {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-        f"machine   {os.cpu_count()} cores, {model or platform.machine()}, {platform.system()} {platform.release()}",
-        f"python    {platform.python_implementation()} {platform.python_version()}; bench loop {LOOP}; "
-        f"boxkube {boxkube.__version__}",
-    ]
-
-
 def report(args: argparse.Namespace, r: Result) -> list[str]:
     ms = lambda s: f"{s * 1000:.0f} ms"   # noqa: E731
     created = r.created_at - r.first_sent
@@ -402,8 +281,7 @@ def report(args: argparse.Namespace, r: Result) -> list[str]:
         f"{r.rate:.0f} pods/s",
         f"latency   creation sent -> binding seen on a watch: p50 {ms(percentile(r.latencies, 0.5))}, "
         f"p99 {ms(percentile(r.latencies, 0.99))}, max {ms(r.latencies[-1] if r.latencies else math.nan)}",
-        "cpu%      " + ", ".join(f"{name} {share * 100:.0f}" for name, share in r.cpu.items())
-        + "  (100 = one core busy for the whole window)",
+        cpu_line(r.cpu),
     ]
     return lines
 
@@ -440,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(report(args, result)))
     finally:
         if cluster is not None:
-            stop_cluster(cluster)
+            cluster.stop()
         if args.keep_logs:
             print(f"logs      {home}", file=sys.stderr)
         else:
