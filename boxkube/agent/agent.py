@@ -61,7 +61,7 @@ class NodeAgent:
         self.group, self.settings, self.runtime = group, settings, runtime
         self.name = settings.name
         self.client = group.client
-        self.recorder = EventRecorder(group.event_client, "kubelet", host=self.name)  # type: ignore[arg-type]
+        self.recorder = EventRecorder(group.event_client, "kubelet", host=self.name)
         self.backoff = Backoff(group.settings.backoff_initial, group.settings.backoff_max)
         self.identity = NodeIdentity(settings, runtime.version())
         self.host_ip = settings.internal_ip
@@ -198,7 +198,7 @@ class NodeAgent:
             meta = pod["metadata"]
             with contextlib.suppress(ApiError):
                 async with self.group.pod_write_limit:
-                        await self.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0,
+                    await self.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0,
                                              preconditions={"uid": meta["uid"]})
 
     # -- pods -----------------------------------------------------------------------
@@ -294,23 +294,6 @@ class NodeAgent:
             await asyncio.wait_for(self.recorder.close(), _EVENT_FLUSH_TIMEOUT)
 
 
-class _Limited:
-    """The API client as the nodes' event recorders see it: their writes (create, patch) take turns,
-    at most as many in flight as `limit` lets through — a thousand recorders draining at once must
-    not starve pod status writes of connections."""
-
-    def __init__(self, client: ApiClient, limit: asyncio.Semaphore):
-        self._client, self._limit = client, limit
-
-    async def create(self, *args: Any, **kwargs: Any) -> Obj:
-        async with self._limit:
-            return await self._client.create(*args, **kwargs)
-
-    async def patch(self, *args: Any, **kwargs: Any) -> Obj:
-        async with self._limit:
-            return await self._client.patch(*args, **kwargs)
-
-
 class AgentGroup:
     """The node agents of one process, sharing a client, informers and heartbeat schedules.
 
@@ -330,7 +313,9 @@ class AgentGroup:
         self.nodes = Informer(client, NODES, field_selector=f"metadata.name={single}" if single else "")
         self.heartbeat_limit = asyncio.Semaphore(settings.heartbeat_concurrency)
         self.pod_write_limit = asyncio.Semaphore(settings.pod_write_concurrency)
-        self.event_client = _Limited(client, asyncio.Semaphore(settings.event_concurrency))
+        # The nodes' recorders write through a view of the client with a cap of its own: a thousand of them
+        # draining at once must not starve pod status writes of connections.
+        self.event_client = client.limited(settings.event_concurrency)
         self.leases: Periodic[NodeAgent] = Periodic("lease renewal", settings.renew_interval,
                                                     lambda a: a.renew_lease(), self.heartbeat_limit)
         self.statuses: Periodic[NodeAgent] = Periodic("node status", settings.status_report_interval,

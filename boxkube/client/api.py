@@ -9,10 +9,16 @@ Retries are made only where they cannot do a request twice: a request the
 server answered with 429 or 5xx and a Retry-After header (it did not act on
 it), a request whose connection could not be opened, and a GET whose
 connection broke.
+
+Connections and concurrency are bounded (see ApiClient): a burst of requests
+waits its turn in the client, in order, instead of opening a connection each
+or timing out in the connection pool. A watch holds a connection for its
+whole life and is not counted as a request in flight.
 """
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -44,6 +50,13 @@ ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOO
 _RETRY_BASE, _RETRY_CAP = 0.05, 1.0
 # Errors raised before a request left this machine: safe to retry for any verb.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# httpx's own default pool size
+DEFAULT_MAX_CONNECTIONS = 100
+
+
+class ClientClosed(RuntimeError):
+    """A request to a closed client (or one that was waiting for its turn when the client was closed).
+    Nothing was sent."""
 
 
 class WatchEvent(NamedTuple):
@@ -82,7 +95,9 @@ class Watch:
         await self.aclose()
 
     async def _stream(self) -> AsyncIterator[WatchEvent]:
-        timeout = httpx.Timeout(self._client.timeout, read=self._read_timeout)
+        if self._client.closed:
+            raise ClientClosed(f"watch {self._path}: the client is closed")
+        timeout = httpx.Timeout(self._client.timeout, read=self._read_timeout, pool=self._client.pool_timeout)
         async with self._client._http.stream("GET", self._path, params=self._params, timeout=timeout,
                                              extensions=self._client._extensions) as response:
             if response.status_code >= 300:
@@ -102,13 +117,31 @@ class ApiClient:
     `ApiClient(ClientConfig(server, token, ca_data=ca))` or
     `ApiClient.from_kubeconfig(path, context)`. `user_agent` names the program
     (the server takes it as the default field manager).
+
+    Limits:
+    - `max_connections`: connections open to the server at once, all kept
+      alive between requests (httpx keeps only 20 by default, and every request
+      beyond them pays for a new TLS connection). Watches count here.
+    - `max_concurrent_requests` (None: no limit): requests in flight through
+      this client object at once; the others wait their turn, first come first
+      served, for as long as it takes. Keep it below `max_connections` minus the
+      watches, so a request that has its turn finds a connection at once.
+    - `pool_timeout`: how long a request that has its turn waits for a free
+      connection before failing with httpx.PoolTimeout (which is retried: it
+      was not sent); `timeout` is for the request itself (connect, write, read).
+    `limited(n)` gives a view over the same connections with a cap of its own,
+    for requests that must not wait behind others (see there).
     """
 
     def __init__(self, config: ClientConfig, *, user_agent: str | None = None, timeout: float = 30.0,
-                 max_retries: int = 5):
+                 max_retries: int = 5, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 max_concurrent_requests: int | None = None, pool_timeout: float = 30.0):
+        if max_connections < 1 or (max_concurrent_requests is not None and max_concurrent_requests < 1):
+            raise ValueError("max_connections and max_concurrent_requests must be at least 1")
         self.config = config
         self.timeout = timeout
         self.max_retries = max_retries
+        self.pool_timeout = pool_timeout
         headers = {"Accept": "application/json",
                    "User-Agent": user_agent or f"boxkube-client/{boxkube.__version__}"}
         if config.token:
@@ -117,7 +150,29 @@ class ApiClient:
         verify = config.ssl_context() if config.server.startswith("https:") else True
         self._extensions = {"sni_hostname": config.tls_server_name} if config.tls_server_name else {}
         self._http = httpx.AsyncClient(base_url=config.server, headers=headers, auth=auth, verify=verify,
-                                       timeout=timeout)
+                                       timeout=httpx.Timeout(timeout, pool=pool_timeout),
+                                       limits=httpx.Limits(max_connections=max_connections,
+                                                           max_keepalive_connections=max_connections))
+        self._slots = asyncio.Semaphore(max_concurrent_requests) if max_concurrent_requests else None
+        self._owns_http = True
+        self._closed = False
+
+    def limited(self, max_concurrent_requests: int) -> "ApiClient":
+        """This client with its own cap on requests in flight, over the same connections and settings.
+
+        For a kind of request that comes in bursts and must not make others wait
+        behind it (the scheduler's bindings are capped so its Lease renewals
+        still get through; a node agent caps its Events apart from pod status
+        writes). `close()` of the view refuses its waiting and later requests
+        (ClientClosed) and leaves the connections to their owner.
+        """
+        if max_concurrent_requests < 1:
+            raise ValueError("max_concurrent_requests must be at least 1")
+        view = copy.copy(self)
+        view._slots = asyncio.Semaphore(max_concurrent_requests)
+        view._owns_http = False
+        view._closed = False
+        return view
 
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str] | None = None, context: str | None = None,
@@ -125,8 +180,14 @@ class ApiClient:
         """A client for `context` (default: current) of the kubeconfig kubectl would read (see ClientConfig)."""
         return cls(ClientConfig.from_kubeconfig(path, context), **kwargs)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def close(self) -> None:
-        await self._http.aclose()
+        self._closed = True
+        if self._owns_http:
+            await self._http.aclose()
 
     async def __aenter__(self) -> "ApiClient":
         return self
@@ -147,8 +208,7 @@ class ApiClient:
         attempt = 0
         while True:
             try:
-                response = await self._http.request(method, path, params=list(params), content=content,
-                                                    headers=headers, extensions=self._extensions)
+                response = await self._send(method, path, params, content, headers)
             except httpx.TransportError as e:
                 if attempt >= self.max_retries or not (method == "GET" or isinstance(e, _NOT_SENT)):
                     raise
@@ -162,7 +222,23 @@ class ApiClient:
                     raise ApiError.from_response(response.status_code, response.content)
                 log.debug("%s %s: %d, retrying after %.2fs", method, path, response.status_code, delay)
             attempt += 1
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)   # without a slot: a request backing off must not hold up the others
+
+    async def _send(self, method: str, path: str, params: Sequence[tuple[str, str]], content: bytes | None,
+                    headers: dict[str, str]) -> httpx.Response:
+        """One attempt, in its turn."""
+        if self._slots is None:
+            return await self._checked_send(method, path, params, content, headers)
+        async with self._slots:
+            return await self._checked_send(method, path, params, content, headers)
+
+    async def _checked_send(self, method: str, path: str, params: Sequence[tuple[str, str]],
+                            content: bytes | None, headers: dict[str, str]) -> httpx.Response:
+        # checked after waiting for a turn: whoever closed the client meant its queued requests too
+        if self._closed:
+            raise ClientClosed(f"{method} {path}: the client is closed")
+        return await self._http.request(method, path, params=list(params), content=content, headers=headers,
+                                        extensions=self._extensions)
 
     # -- reads --------------------------------------------------------------
 

@@ -1,20 +1,25 @@
 """Recording core/v1 Events, as client-go's EventRecorder does, for `kubectl describe` and `get events`.
 
 Components call `recorder.event(obj, "Normal", "Scheduled", "Successfully assigned ...")`
-and go on: events are written in order by one background task, and a failure
-to write one is logged, never raised (an event is a hint, not a state).
+and go on: events are written by background tasks, at most
+`max_concurrent_writes` at once (default one, as client-go's broadcaster
+does), the events of one object always one after the other in the order
+given, and a failure to write one is logged, never raised (an event is a
+hint, not a state).
 
 An event that repeats (same object, type, reason and message) within ten
 minutes is not written again: the existing Event's `count` goes up and its
 `lastTimestamp` moves, as client-go's EventCorrelator does, so a crash-looping
-pod shows "Back-off restarting failed container (x7 over 3m)".
+pod shows "Back-off restarting failed container (x7 over 3m)". That is why one
+object's events are never written concurrently: a repeat must find the Event
+its first occurrence created, or it would create a second one.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from boxkube.api.times import now_rfc3339
@@ -43,31 +48,65 @@ def object_reference(obj: Obj, field_path: str = "") -> Obj:
 class EventRecorder:
     """Events of one component (`source.component`, e.g. "default-scheduler") on one host."""
 
-    def __init__(self, client: ApiClient, component: str, host: str = ""):
+    def __init__(self, client: ApiClient, component: str, host: str = "", *, max_concurrent_writes: int = 1):
+        if max_concurrent_writes < 1:
+            raise ValueError("max_concurrent_writes must be at least 1")
         self.client, self.component, self.host = client, component, host
-        self._queue: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue()
-        self._task: asyncio.Task | None = None
+        self.max_concurrent_writes = max_concurrent_writes
+        # involved object -> its events not written yet, oldest first
+        self._pending: dict[tuple, deque[tuple[Obj, str, str, str]]] = {}
+        # objects whose next event may be written now: waiting, and none of theirs is being written
+        self._ready: deque[tuple] = deque()
+        self._workers: set[asyncio.Task] = set()
+        self._working = 0
+        self._unwritten = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         # (reference, type, reason, message) -> (namespace, event name, count, first timestamp, monotonic time)
         self._seen: OrderedDict[tuple, tuple[str, str, int, str, float]] = OrderedDict()
 
     def event(self, obj: Obj, type_: str, reason: str, message: str, field_path: str = "") -> None:
         """Queue an event about `obj` (type_ "Normal" or "Warning"); never blocks, never raises."""
-        self._queue.put_nowait((object_reference(obj, field_path), type_, reason, message))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain(), name=f"events-{self.component}")
+        ref = object_reference(obj, field_path)
+        key = (ref.get("kind"), ref.get("namespace"), ref.get("name"), ref.get("uid"))
+        events = self._pending.get(key)
+        if events is None:
+            events = self._pending[key] = deque()
+            self._ready.append(key)
+            # counted by the workers themselves: a worker that has just seen nothing left to do is gone
+            # at once, though its task only ends (and leaves self._workers) a moment later
+            if self._working < self.max_concurrent_writes:
+                self._working += 1
+                worker = asyncio.get_running_loop().create_task(self._work(), name=f"events-{self.component}")
+                self._workers.add(worker)
+                worker.add_done_callback(self._workers.discard)
+        events.append((ref, type_, reason, message))
+        self._unwritten += 1
+        self._idle.clear()
 
     async def flush(self) -> None:
         """Wait until every queued event is written (or given up on)."""
-        await self._queue.join()
+        await self._idle.wait()
 
     async def close(self) -> None:
-        await self.flush()
-        if self._task is not None:
-            self._task.cancel()
+        """Flush; if that is cut short (a timeout around it), the events still queued are dropped."""
+        try:
+            await self.flush()
+        finally:
+            for worker in list(self._workers):
+                worker.cancel()
 
-    async def _drain(self) -> None:
-        while True:
-            ref, type_, reason, message = await self._queue.get()
+    async def _work(self) -> None:
+        try:
+            await self._write_ready()
+        finally:
+            self._working -= 1
+
+    async def _write_ready(self) -> None:
+        while self._ready:
+            key = self._ready.popleft()
+            events = self._pending[key]
+            ref, type_, reason, message = events.popleft()
             try:
                 await self._write(ref, type_, reason, message)
             except (ApiError, OSError) as e:
@@ -76,7 +115,13 @@ class EventRecorder:
             except Exception:  # an event must never take its component down
                 log.exception("could not record event %s on %s", reason, ref.get("name", ""))
             finally:
-                self._queue.task_done()
+                if events:
+                    self._ready.append(key)   # its next one after the objects waiting meanwhile
+                else:
+                    del self._pending[key]
+                self._unwritten -= 1
+                if not self._unwritten:
+                    self._idle.set()
 
     async def _write(self, ref: Obj, type_: str, reason: str, message: str) -> None:
         # client-go's correlation key: the object without its resourceVersion (a pod's changes all the time).

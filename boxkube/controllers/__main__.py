@@ -1,4 +1,9 @@
-"""`python -m boxkube.controllers`: run the controller manager against a kubeconfig's cluster."""
+"""`python -m boxkube.controllers`: run the controller manager against a kubeconfig's cluster.
+
+Leader election is on by default, as in kube-controller-manager: copies share
+a Lease (kube-system/kube-controller-manager); one runs the controllers, the
+others wait to take over. `--leader-elect=false` runs them at once, alone.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +14,9 @@ import socket
 import sys
 
 from boxkube.client import ApiClient, ConfigError
+from boxkube.client.leaderelection import (
+    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig, default_identity,
+)
 from boxkube.cluster.config import parse_duration
 from boxkube.controllers.base import Settings
 from boxkube.controllers.manager import ControllerManager, available_controllers
@@ -21,13 +29,27 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _bool(text: str) -> bool:
+    """A Go flag's boolean (`--leader-elect=false`), as kube-controller-manager takes it."""
+    value = text.lower()
+    if value in ("1", "t", "true"):
+        return True
+    if value in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
 async def _run(args: argparse.Namespace) -> None:
     settings = Settings(node_monitor_grace_period=args.node_monitor_grace_period,
                         pod_eviction_timeout=args.pod_eviction_timeout, cluster_cidr=args.cluster_cidr,
                         node_cidr_mask_size=args.node_cidr_mask_size)
     async with ApiClient.from_kubeconfig(args.kubeconfig, user_agent="boxkube-controller-manager") as client:
         names = args.controllers.split(",") if args.controllers else None
-        manager = ControllerManager(client, names, settings, host=socket.gethostname())
+        election = LeaderElectionConfig(args.lease_namespace, args.lease_name, default_identity(),
+                                        lease_duration=args.leader_elect_lease_duration,
+                                        renew_deadline=args.leader_elect_renew_deadline,
+                                        retry_period=args.leader_elect_retry_period) if args.leader_elect else None
+        manager = ControllerManager(client, names, settings, host=socket.gethostname(), leader_election=election)
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -42,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m boxkube.controllers", description="boxkube controller manager")
     p.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--controllers", help=f"comma-separated subset to run (default: all of {', '.join(available_controllers())})")
+    p.add_argument("--leader-elect", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
+                   help="take a Lease before running the controllers, so several copies can run and one takes "
+                        "over from another (default: true)")
+    p.add_argument("--lease-namespace", default="kube-system")
+    p.add_argument("--lease-name", default="kube-controller-manager")
+    p.add_argument("--leader-elect-lease-duration", type=_seconds, default=DEFAULT_LEASE_DURATION)
+    p.add_argument("--leader-elect-renew-deadline", type=_seconds, default=DEFAULT_RENEW_DEADLINE)
+    p.add_argument("--leader-elect-retry-period", type=_seconds, default=DEFAULT_RETRY_PERIOD)
     p.add_argument("--node-monitor-grace-period", type=_seconds, default=Settings.node_monitor_grace_period)
     p.add_argument("--pod-eviction-timeout", type=_seconds, default=Settings.pod_eviction_timeout)
     p.add_argument("--cluster-cidr", default=Settings.cluster_cidr, help="the pod network nodes' podCIDRs come from")

@@ -30,6 +30,7 @@ import httpx
 
 from boxkube.api.times import now_rfc3339
 from boxkube.client import ApiClient, ApiError, DeletedFinalStateUnknown, EventRecorder, InformerFactory, resource
+from boxkube.client.api import ClientClosed
 from boxkube.client.store import object_key
 from boxkube.scheduler.framework import (
     DEFAULT_SCHEDULER_NAME, FitError, Profile, SchedulingError, Snapshot, Unschedulable, schedule,
@@ -56,10 +57,9 @@ REASON_SCHEDULER_ERROR = "SchedulerError"
 # validation.NoteLengthLimit: an event message longer than this is cut, as upstream's truncateMessage does
 NOTE_LENGTH_LIMIT = 1024
 
-# Upstream binds in unbounded goroutines. Here bindings and condition updates share a few connections:
-# httpx keeps 20 idle connections per client, and every request beyond them would open (and close) a TLS
-# connection of its own, which costs both ends more than the request. The pods wait assumed meanwhile,
-# so scheduling goes on.
+# Upstream binds in unbounded goroutines. Here bindings and condition updates take turns, this many in
+# flight (a view of the client with a cap of its own): the pods wait assumed meanwhile, so scheduling goes
+# on, and the client's other requests — the Lease renewals above all — don't queue behind a burst of them.
 DEFAULT_MAX_CONCURRENT_WRITES = 16
 # how long a stopping scheduler waits for bindings under way and for events to be written
 SHUTDOWN_GRACE = 10.0
@@ -131,9 +131,8 @@ class Scheduler:
         self.recorders = {name: EventRecorder(client, name, host) for name in self.profiles}
         self._rng = rng or random.Random()
         self._next_start = 0
-        self._write_slots = asyncio.Semaphore(max_concurrent_writes)
+        self._writes = client.limited(max_concurrent_writes)
         self._tasks: set[asyncio.Task] = set()
-        self._stopping = False
         self._own_informers = informers is None
         self.informers = informers or InformerFactory(client)
 
@@ -164,13 +163,13 @@ class Scheduler:
                 # the cycle never awaits: let watch events and finished bindings in between cycles
                 await asyncio.sleep(0)
         finally:
-            self._stopping = True
             self.queue.close()
             await self._shutdown()
 
     async def _shutdown(self) -> None:
-        # Bindings not sent yet are dropped (see _bind); those under way are waited for, so that none
-        # lands after the lease is handed over and a rival has decided without knowing of it.
+        # Bindings not sent yet are dropped (closing the view refuses them, see _bind); those under way are
+        # waited for, so that none lands after the lease is handed over and a rival has decided without it.
+        await self._writes.close()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_GRACE)
             for task in pending:
@@ -233,11 +232,10 @@ class Scheduler:
         self.queue.done(info)
         meta = assumed["metadata"]
         try:
-            async with self._write_slots:
-                if self._stopping:   # stopped (or no longer leading) while this waited for a connection
-                    self.snapshot.forget_pod(assumed)
-                    return
-                await self.client.bind(meta["name"], meta["namespace"], node)
+            await self._writes.bind(meta["name"], meta["namespace"], node)
+        except ClientClosed:   # stopped (or no longer leading) while this waited for its turn
+            self.snapshot.forget_pod(assumed)
+            return
         except (ApiError, httpx.HTTPError) as e:
             log.info("binding pod %s to %s failed: %s", object_key(assumed), node, e or type(e).__name__)
             self.snapshot.forget_pod(assumed)
@@ -281,9 +279,10 @@ class Scheduler:
             condition["observedGeneration"] = generation
         meta = pod["metadata"]
         try:
-            async with self._write_slots:
-                await self.client.patch_status(PODS, meta["name"], {"status": {"conditions": [condition]}},
-                                               meta["namespace"], patch_type="strategic")
+            await self._writes.patch_status(PODS, meta["name"], {"status": {"conditions": [condition]}},
+                                            meta["namespace"], patch_type="strategic")
+        except ClientClosed:
+            return
         except (ApiError, httpx.HTTPError) as e:
             log.info("could not update the PodScheduled condition of %s: %s", object_key(pod), e)
 

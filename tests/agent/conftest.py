@@ -3,7 +3,7 @@
 Nodes are cluster-scoped and the cluster is shared by every test, so each test
 gets nodes of its own unique names and removes them (with their Leases) after.
 No controller manager may be running to hand out podCIDRs, so `give_pod_cidrs`
-sets them as node IPAM would.
+sets them as node IPAM would. `client` and `ns` are tests/conftest.py's.
 """
 from __future__ import annotations
 
@@ -20,26 +20,19 @@ from boxkube.agent.node import LEASE_NAMESPACE
 from boxkube.agent.runtime.simulated import SimulatedRuntime
 from boxkube.client import ApiClient, ApiError, resource
 
-NODES, PODS, LEASES, NAMESPACES = resource("nodes"), resource("pods"), resource("leases"), resource("namespaces")
+NODES, PODS, LEASES = resource("nodes"), resource("pods"), resource("leases")
 
 # Short timings so a test sees restarts, back-off and renewals within seconds.
 FAST = AgentSettings(lease_duration=2, status_report_interval=5.0, backoff_initial=0.5, backoff_max=2.0)
 
 
 @pytest.fixture
-async def client(cluster):
-    async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as c:
-        yield c
-
-
-@pytest.fixture
-async def ns(client):
-    name = f"a-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"metadata": {"name": name}})
-    yield name
+async def ns(ns, client):
+    """The shared fresh namespace, its pods force-deleted before it goes: no node agent may be left to
+    finish their graceful deletion, which would hold the namespace up."""
+    yield ns
     with contextlib.suppress(ApiError):
-        await client.delete_collection(PODS, name, grace_period_seconds=0)
-        await client.delete(NAMESPACES, name)
+        await client.delete_collection(PODS, ns, grace_period_seconds=0)
 
 
 async def eventually(check, timeout: float = 10.0, interval: float = 0.05):

@@ -1,6 +1,9 @@
 """Informers against real API servers: sync, events, indexes, resync, rewatch and relist after 410."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import pytest
 
 from boxkube.client import (
@@ -119,7 +122,10 @@ async def test_resync_redelivers_every_object(client, ns):
                          {("update", f"{ns}/a", True), ("update", f"{ns}/b", True)}, timeout=3)
 
 
-async def test_rewatch_from_last_resource_version_after_connection_loss(client, ns, second_server):
+@contextlib.asynccontextmanager
+async def cut_off_informer(client, ns, second_server) -> AsyncIterator[tuple[Informer, Recorder]]:
+    """An informer of configmaps a and b, synced through the second API server, which then stops while
+    a is deleted and c created: what it must catch up on. Its events so far are cleared."""
     await client.create(CONFIGMAPS, cm("a"), ns)
     await client.create(CONFIGMAPS, cm("b"), ns)
     async with second_server.client() as c2:
@@ -131,33 +137,28 @@ async def test_rewatch_from_last_resource_version_after_connection_loss(client, 
             await second_server.stop()            # the informer's watch breaks
             await client.delete(CONFIGMAPS, "a", ns)
             await client.create(CONFIGMAPS, cm("c"), ns)
-            await second_server.start()           # a fresh watch cache: the events come from etcd
-            await eventually(lambda: len(recorder.events) == 2)
-            # Exactly the missed events: no relist (which would have updated b as well).
-            assert recorder.events == [("delete", f"{ns}/a"), ("add", f"{ns}/c")]
+            yield informer, recorder
+
+
+async def test_rewatch_from_last_resource_version_after_connection_loss(client, ns, second_server):
+    async with cut_off_informer(client, ns, second_server) as (informer, recorder):
+        await second_server.start()           # a fresh watch cache: the events come from etcd
+        await eventually(lambda: len(recorder.events) == 2)
+        # Exactly the missed events: no relist (which would have updated b as well).
+        assert recorder.events == [("delete", f"{ns}/a"), ("add", f"{ns}/c")]
 
 
 async def test_relist_after_410_delivers_deleted_final_state_unknown(client, ns, second_server, etcd_url):
-    await client.create(CONFIGMAPS, cm("a"), ns)
-    await client.create(CONFIGMAPS, cm("b"), ns)
-    async with second_server.client() as c2:
-        informer = Informer(c2, CONFIGMAPS, ns)
-        recorder = Recorder(informer)
-        async with informer:
-            await informer.wait_for_sync(5)
-            listed_at = int(informer.resource_version)
-            recorder.events.clear()
-            await second_server.stop()
-            await client.delete(CONFIGMAPS, "a", ns)
-            await client.create(CONFIGMAPS, cm("c"), ns)
-            await client.patch(CONFIGMAPS, "b", {"data": {"v": "2"}}, ns)
-            await compact_etcd(etcd_url)          # the events the informer missed are gone
-            await second_server.start()           # its watch from listed_at: ERROR 410, so it lists again
-            await eventually(lambda: len(recorder.events) == 3)
-            assert sorted(recorder.events) == [("add", f"{ns}/c"), ("delete-unknown", f"{ns}/a", "a"),
-                                               ("update", f"{ns}/b", False)]
-            assert informer.store.get(f"{ns}/b")["data"] == {"v": "2"}
-            assert int(informer.resource_version) > listed_at
+    async with cut_off_informer(client, ns, second_server) as (informer, recorder):
+        listed_at = int(informer.resource_version)
+        await client.patch(CONFIGMAPS, "b", {"data": {"v": "2"}}, ns)
+        await compact_etcd(etcd_url)          # the events the informer missed are gone
+        await second_server.start()           # its watch from listed_at: ERROR 410, so it lists again
+        await eventually(lambda: len(recorder.events) == 3)
+        assert sorted(recorder.events) == [("add", f"{ns}/c"), ("delete-unknown", f"{ns}/a", "a"),
+                                           ("update", f"{ns}/b", False)]
+        assert informer.store.get(f"{ns}/b")["data"] == {"v": "2"}
+        assert int(informer.resource_version) > listed_at
 
 
 async def test_bookmarks_advance_the_resource_version(client, ns, second_server):

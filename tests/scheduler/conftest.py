@@ -1,4 +1,5 @@
-"""Fixtures for the scheduler tests that run against the session cluster (see live_helpers)."""
+"""Fixtures for the scheduler tests that run against the session cluster (see live_helpers);
+`client` comes from tests/conftest.py."""
 from __future__ import annotations
 
 import contextlib
@@ -7,15 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from boxkube.client import ApiClient
-
 from live_helpers import NAMESPACES, Pool
-
-
-@pytest.fixture
-async def client(cluster) -> AsyncIterator[ApiClient]:
-    async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as c:
-        yield c
 
 
 @pytest.fixture
