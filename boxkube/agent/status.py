@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from boxkube.api.pods import qos_class
+
 Obj = dict[str, Any]
 
 # Pod conditions the kubelet owns and recomputes (a pod on a node is scheduled);
@@ -197,24 +199,6 @@ def _initialized(spec: Obj, statuses: list[Obj], phase: str) -> Obj:
     return _condition("Initialized", True)
 
 
-def qos_class(pod: Obj) -> str:
-    """Guaranteed (every container's cpu and memory limits == requests), BestEffort (none set) or Burstable."""
-    spec = pod.get("spec") or {}
-    containers = list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
-    any_set, guaranteed = False, True
-    for c in containers:
-        resources = c.get("resources") or {}
-        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-        if any(k in requests or k in limits for k in ("cpu", "memory")):
-            any_set = True
-        for k in ("cpu", "memory"):
-            if k not in limits or requests.get(k, limits[k]) != limits[k]:
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
 def pod_status(pod: Obj, init_records: list[ContainerRecord], records: list[ContainerRecord], *,
                sandbox_ready: bool, now: str, pod_ip: str = "", host_ip: str = "", start_time: str | None = None,
                terminal: bool = False) -> Obj:
@@ -238,7 +222,7 @@ def pod_status(pod: Obj, init_records: list[ContainerRecord], records: list[Cont
         c.setdefault("lastProbeTime", None)
         c["lastTransitionTime"] = before.get("lastTransitionTime") if before and before.get("status") == c["status"] \
             and before.get("lastTransitionTime") else c.get("lastTransitionTime") or now
-    status: Obj = {"phase": phase, "conditions": conditions, "qosClass": qos_class(pod),
+    status: Obj = {"phase": phase, "conditions": conditions, "qosClass": qos_class(spec),
                    "startTime": start_time or old.get("startTime") or now}
     if host_ip:
         status["hostIP"], status["hostIPs"] = host_ip, [{"ip": host_ip}]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from boxkube.agent.status import ContainerRecord, pod_phase, pod_status, qos_class
+from boxkube.agent.status import ContainerRecord, pod_phase, pod_status
+from boxkube.api.pods import qos_class
 
 NOW = "2026-12-01T10:00:00Z"
 LATER = "2026-12-01T10:05:00Z"
@@ -132,4 +133,4 @@ def test_missing_container_status_keeps_the_pod_pending():
 def test_qos_class(resources, qos):
     p = pod()
     p["spec"]["containers"][0]["resources"] = resources
-    assert qos_class(p) == qos
+    assert qos_class(p["spec"]) == qos
