@@ -44,7 +44,7 @@ from boxkube.controllers.controllerrevision import (
 from boxkube.controllers.expectations import Expectations
 from boxkube.controllers.ownership import controller_of, controller_ref
 from boxkube.controllers.podcontrol import (
-    ControllerRefManager, PodControl, add_pod_controller_index, pods_of, recheck_deletion,
+    ControllerRefManager, PodControl, add_pod_controller_index, pods_of, recheck_deletion, usable_selector,
 )
 from boxkube.controllers.replicaset import slow_start_batch
 from boxkube.scheduler.plugins.nodeaffinity import RequiredNodeAffinity
@@ -251,14 +251,8 @@ class DaemonSetController(Controller):
         if ds is None:
             self.expectations.delete(key)
             return
-        try:
-            selector = label_selector_from_object(_spec(ds).get("selector"))
-        except SelectorError as e:
-            self.recorder.event(ds, "Warning", "InvalidSelector", f"Invalid selector: {e}")
-            return
-        if selector.empty():
-            self.recorder.event(ds, "Warning", "SelectingAll",
-                                "This daemon set is selecting all pods. A non-empty selector is required.")
+        selector = usable_selector(self.recorder, ds, "daemon set")
+        if selector is None:
             return
         ref = controller_ref(ds, "apps/v1", "DaemonSet")
         manager = ControllerRefManager(self.pod_control, ds, selector, ref,

@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from boxkube.api.pods import is_terminal
-from boxkube.apiserver.selectors import LabelSelector
+from boxkube.apiserver.errors import APIError
+from boxkube.apiserver.selectors import LabelSelector, label_selector_from_object
 from boxkube.client import ApiClient, ApiError, EventRecorder, ResourceType, Store, resource
 from boxkube.client.store import object_key
 from boxkube.controllers.ownership import controller_of
@@ -29,6 +30,21 @@ PODS = resource("pods")
 
 POD_CONTROLLER_INDEX = "podControllerUID"
 _MAX_NAME = 253
+
+
+def usable_selector(recorder: EventRecorder, owner: Obj, what: str) -> LabelSelector | None:
+    """The owner's spec.selector, or None after upstream's Warning event when it is invalid or empty
+    (an empty selector would claim every pod of the namespace). `what` names the kind in the message."""
+    try:
+        selector = label_selector_from_object((owner.get("spec") or {}).get("selector"))
+    except APIError as e:
+        recorder.event(owner, "Warning", "InvalidSelector", f"Invalid selector: {e}")
+        return None
+    if selector.empty():
+        recorder.event(owner, "Warning", "SelectingAll",
+                       f"This {what} is selecting all pods. A non-empty selector is required.")
+        return None
+    return selector
 
 
 def _meta(obj: Obj) -> Obj:

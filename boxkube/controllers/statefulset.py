@@ -41,7 +41,7 @@ from boxkube.controllers.controllerrevision import (
 )
 from boxkube.controllers.ownership import controller_of, controller_ref
 from boxkube.controllers.podcontrol import (
-    ControllerRefManager, PodControl, add_pod_controller_index, pods_of, recheck_deletion,
+    ControllerRefManager, PodControl, add_pod_controller_index, pods_of, recheck_deletion, usable_selector,
 )
 
 STATEFULSETS = resource("statefulsets")
@@ -206,14 +206,8 @@ class StatefulSetController(Controller):
         sts = self.sets.store.get(key)
         if sts is None:
             return
-        try:
-            selector = label_selector_from_object(_spec(sts).get("selector"))
-        except SelectorError as e:
-            self.recorder.event(sts, "Warning", "InvalidSelector", f"Invalid selector: {e}")
-            return
-        if selector.empty():
-            self.recorder.event(sts, "Warning", "SelectingAll", "This statefulset is selecting all pods. "
-                                "A non-empty selector is required.")
+        selector = usable_selector(self.recorder, sts, "statefulset")
+        if selector is None:
             return
         self._warn_about_storage(sts)
         pods = await self._claim_pods(sts, selector)

@@ -396,6 +396,26 @@ class BatchScorePlugin(Protocol):
         """score() of every node, in order: one call per cycle instead of one per node (optional)."""
 
 
+class RememberedScores:
+    """A BatchScorePlugin whose score() of a node depends only on the node and on what pre_score put
+    under state[<name>/key]: each node keeps its score in NodeInfo.memo under that key, so the pods of
+    one workload, scheduled one after another, are scored again only on the node that changed."""
+
+    name: str
+
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        raise NotImplementedError
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
+        key, scores = state[self.name + "/key"], []
+        for node in nodes:
+            score = node.memo.get(key)
+            if score is None:
+                score = node.memo[key] = self.score(state, pod, node)
+            scores.append(score)
+        return scores
+
+
 @runtime_checkable
 class NormalizeScorePlugin(Protocol):
     name: str

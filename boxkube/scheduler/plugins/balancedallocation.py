@@ -5,7 +5,7 @@ import math
 from collections.abc import Sequence
 
 from boxkube.scheduler.framework import (
-    MAX_NODE_SCORE, SKIP, CycleState, NodeInfo, Snapshot, Status,
+    MAX_NODE_SCORE, SKIP, CycleState, NodeInfo, RememberedScores, Snapshot, Status,
 )
 from boxkube.scheduler.podinfo import PodInfo
 from boxkube.scheduler.resources import CPU, MEMORY
@@ -26,7 +26,7 @@ def balanced_score(fractions: Sequence[float]) -> int:
     return int((1 - std) * MAX_NODE_SCORE)
 
 
-class BalancedAllocation:
+class BalancedAllocation(RememberedScores):
     name = NAME
 
     def pre_score(self, state: CycleState, pod: PodInfo, snapshot: Snapshot,
@@ -37,15 +37,6 @@ class BalancedAllocation:
         state[NAME] = requests
         state[NAME + "/key"] = f"{NAME}\0{requests[CPU]}\0{requests[MEMORY]}"
         return None
-
-    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
-        key, scores = state[NAME + "/key"], []
-        for node in nodes:
-            score = node.memo.get(key)
-            if score is None:
-                score = node.memo[key] = self.score(state, pod, node)
-            scores.append(score)
-        return scores
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         # this plugin counts actual requests, not the non-zero defaults LeastAllocated uses

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from boxkube.scheduler.framework import (
-    MAX_NODE_SCORE, CycleState, NodeInfo, Snapshot, Status, unschedulable,
+    MAX_NODE_SCORE, CycleState, NodeInfo, RememberedScores, Snapshot, Status, unschedulable,
 )
 from boxkube.scheduler.podinfo import PodInfo
 from boxkube.scheduler.resources import CPU, EPHEMERAL_STORAGE, MEMORY, PODS
@@ -39,7 +39,7 @@ def least_requested_score(requested: int, capacity: int) -> int:
     return (capacity - requested) * MAX_NODE_SCORE // capacity
 
 
-class NodeResourcesFit:
+class NodeResourcesFit(RememberedScores):
     name = NAME
 
     def __init__(self, scoring_resources: Mapping[str, int] = DEFAULT_SCORING_RESOURCES):
@@ -71,15 +71,6 @@ class NodeResourcesFit:
                        **{r: pod.resource.requests.get(r, 0) for r in self.scoring_resources if r not in (CPU, MEMORY)}}
         state[NAME + "/key"] = f"{NAME}/score\0{sorted(self.scoring_resources.items())}\0{sorted(state[NAME].items())}"
         return None
-
-    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
-        key, scores = state[NAME + "/key"], []
-        for node in nodes:
-            score = node.memo.get(key)
-            if score is None:
-                score = node.memo[key] = self.score(state, pod, node)
-            scores.append(score)
-        return scores
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         pod_requests = state[NAME]
