@@ -290,8 +290,9 @@ class NodeAgent:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.workers.clear()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.recorder.close(), _EVENT_FLUSH_TIMEOUT)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_EVENT_FLUSH_TIMEOUT):
+                await self.recorder.close()
 
 
 class AgentGroup:

@@ -80,8 +80,9 @@ class Periodic(Generic[T]):
                 self._changed.clear()
                 timeout = self._heap[0][0] - now if self._heap else None
                 try:
-                    await asyncio.wait_for(self._changed.wait(), timeout)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(timeout):
+                        await self._changed.wait()
+                except TimeoutError:
                     pass
         finally:
             for task in list(self._tasks):

@@ -93,8 +93,9 @@ class Subscription:
     async def next(self, timeout: float | None) -> Change | None:
         """The next change, or None when `timeout` passes with nothing new (a bookmark moment)."""
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                item = await self._queue.get()
+        except TimeoutError:
             if self._queue.empty() and self.feeder is None:
                 self.revision = max(self.revision, self._cache.revision)
             return None

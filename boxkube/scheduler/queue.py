@@ -206,8 +206,9 @@ class SchedulingQueue:
                 return info
             self._wakeup.clear()
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._next_deadline() - self._clock())
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self._next_deadline() - self._clock()):
+                    await self._wakeup.wait()
+            except TimeoutError:
                 pass
         return None
 

@@ -180,8 +180,9 @@ class Scheduler:
             await self.informers.stop()
         for name, recorder in self.recorders.items():
             try:
-                await asyncio.wait_for(recorder.flush(), SHUTDOWN_GRACE)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(SHUTDOWN_GRACE):
+                    await recorder.flush()
+            except TimeoutError:
                 log.warning("stopping: some events of %s were not written", name)
                 continue
             await recorder.close()

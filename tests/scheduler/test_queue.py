@@ -217,3 +217,16 @@ async def test_many_pods_each_handed_out_once(n):
     q.move_all_to_active_or_backoff("NodeAdd")
     again = {(await q.pop()).key for _ in range(n // 2)}
     assert len(again) == n // 2 and again <= set(seen)
+
+
+async def test_a_cancelled_pop_stays_cancelled_when_a_pod_arrives_at_the_same_moment():
+    """Python 3.11's asyncio.wait_for swallowed such a cancel and handed the pod out: a scheduler
+    told to stop (leadership lost) kept scheduling, and whoever waited for it waited for ever."""
+    q = queue()
+    waiting = asyncio.create_task(q.pop())
+    await asyncio.sleep(0.01)           # pop is asleep, waiting for a pod
+    q.add(pod("late"))                  # wakes it ...
+    waiting.cancel()                    # ... in the same turn of the loop as the cancel
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert names(await pop_soon(q)) == ["late"]     # the pod is still there for the next pop
