@@ -261,11 +261,18 @@ class LeaderElector:
             return
         stamp = micro_time()
         record = LeaderElectionRecord("", 1, stamp, stamp, self._observed.lease_transitions)
+        released = False
         try:
             async with asyncio.timeout(self.config.renew_deadline):
                 released = await self._update(self._lease, record)
-        except TimeoutError:
-            released = False
+                if not released:
+                    # A renewal cut short by the cancel may have been stored without our seeing its
+                    # answer: our copy of the Lease is then stale. Still ours on a fresh read: release that.
+                    fresh = await self.client.get(LEASES, self.config.name, self.config.namespace)
+                    if LeaderElectionRecord.from_spec(fresh.get("spec")).holder_identity == self.identity:
+                        released = await self._update(fresh, record)
+        except (TimeoutError, ApiError, httpx.HTTPError):
+            pass
         if released:
             log.info("%s: released lease %s/%s", self.identity, self.config.namespace, self.config.name)
 

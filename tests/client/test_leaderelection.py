@@ -133,3 +133,17 @@ def test_timings_are_checked():
         LeaderElectionConfig("ns", "n", "id", lease_duration=15, renew_deadline=2, retry_period=2)
     with pytest.raises(ValueError, match="identity"):
         LeaderElectionConfig("ns", "n", "")
+
+
+async def test_release_succeeds_even_when_our_copy_of_the_lease_is_stale(client, ns):
+    """A renewal cut short by the cancel can be stored without the elector seeing it; the release
+    must still hand the Lease back at once instead of leaving the rival to wait for its expiry."""
+    a = Candidate(client, ns, "a", lease_duration=30.0, renew_deadline=20.0, retry_period=10.0).start()
+    await until(lambda: a.leading)
+    lease = await client.get(LEASES, "lock", ns)
+    # the Lease moves on behind the elector's back, still held by "a" (as a stored renewal would)
+    await client.patch(LEASES, "lock", {"metadata": {"labels": {"moved": "on"}}}, ns)
+    await a.stop()
+    released = await client.get(LEASES, "lock", ns)
+    assert released["metadata"]["resourceVersion"] != lease["metadata"]["resourceVersion"]
+    assert not released["spec"].get("holderIdentity")
