@@ -3,7 +3,8 @@
 - `ApiClient`: get, list (pages, selectors), create, replace, patch (merge,
   strategic, json, apply), delete, status/scale/binding subresources and watch,
   for any resource described by a `ResourceType` (`resource("pods")`).
-  Failures raise `ApiError` with the server's Status (`e.is_not_found`, ...).
+  Failures raise `ApiError` with the server's Status (`e.is_not_found`, ...),
+  or `TransportError` (an OSError) when no answer came.
 - `Informer`: a list + watch cache of one resource with add/update/delete
   handlers, indexes, resync and relist on 410 Gone; `InformerFactory` shares them.
 - `EventRecorder`: core/v1 Events for `kubectl describe`, repeats counted.
@@ -20,7 +21,7 @@
 """
 from boxkube.client.api import ADDED, BOOKMARK, DELETED, ERROR, MODIFIED, PATCH_TYPES, ApiClient, Watch, WatchEvent
 from boxkube.client.config import ClientConfig, ConfigError
-from boxkube.client.errors import ApiError
+from boxkube.client.errors import ApiError, TransportError
 from boxkube.client.events import EventRecorder
 from boxkube.client.informer import EventHandler, Informer, InformerFactory
 from boxkube.client.resources import ResourceType, resource, resource_path
@@ -47,7 +48,7 @@ from boxkube.client.workqueue import (
 
 __all__ = [
     "ADDED", "BOOKMARK", "DELETED", "ERROR", "MODIFIED", "PATCH_TYPES",
-    "ApiClient", "ApiError", "ClientConfig", "EventRecorder", "ConfigError", "ResourceType", "Watch", "WatchEvent",
+    "ApiClient", "ApiError", "TransportError", "ClientConfig", "EventRecorder", "ConfigError", "ResourceType", "Watch", "WatchEvent",
     "resource", "resource_path",
     "DeletedFinalStateUnknown", "EventHandler", "IndexFunc", "Informer", "InformerFactory", "Store",
     "LABEL_INDEX", "NAMESPACE_INDEX", "index_by_label", "index_by_namespace", "object_key", "split_key",

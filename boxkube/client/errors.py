@@ -100,3 +100,17 @@ class ApiError(Exception):
     @property
     def is_timeout(self) -> bool:
         return self._is("Timeout", "ServerTimeout")
+
+
+class TransportError(ConnectionError):
+    """No answer from the API server: it could not be reached, or the connection broke or timed out.
+
+    `sent` is False when the request never left this machine (the connection
+    could not be opened, or no connection came free in time), so it is safe to
+    send again whatever its verb. An OSError, so code that already handles
+    network failures handles this too.
+    """
+
+    def __init__(self, message: str, *, sent: bool):
+        super().__init__(message)
+        self.sent = sent

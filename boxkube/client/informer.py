@@ -27,10 +27,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 
 from boxkube.client.api import ADDED, BOOKMARK, DELETED, MODIFIED, ApiClient
-from boxkube.client.errors import ApiError
+from boxkube.client.errors import ApiError, TransportError
 from boxkube.client.resources import ResourceType, resource
 from boxkube.client.store import DeletedFinalStateUnknown, IndexFunc, Store, object_key
 
@@ -182,7 +181,7 @@ class Informer:
                 else:
                     log.warning("%r: %s; listing again", self, e)
                 listed = False
-            except (httpx.TransportError, ValueError) as e:   # ValueError: a broken JSON line
+            except (TransportError, ValueError) as e:   # ValueError: a broken JSON line
                 # The events after resource_version are still in etcd (if not compacted): watch again from there.
                 log.warning("%r: watch failed (%s); retrying", self, e or type(e).__name__)
             await self._backoff.wait()

@@ -33,10 +33,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
 
 from boxkube.client.api import ApiClient
-from boxkube.client.errors import ApiError
+from boxkube.client.errors import ApiError, TransportError
 from boxkube.client.resources import resource
 
 log = logging.getLogger(__name__)
@@ -200,7 +199,7 @@ class LeaderElector:
                             self.config.name, e)
                 return False
             return await self._create(desired)
-        except httpx.HTTPError as e:
+        except TransportError as e:
             log.warning("%s: error retrieving lease %s/%s: %s", self.identity, self.config.namespace,
                         self.config.name, e or type(e).__name__)
             return False
@@ -228,7 +227,7 @@ class LeaderElector:
                 "spec": record.to_spec()}
         try:
             self._lease = await self.client.create(LEASES, body, self.config.namespace)
-        except (ApiError, httpx.HTTPError) as e:
+        except (ApiError, TransportError) as e:
             # AlreadyExists: another candidate created it first
             log.info("%s: could not create lease %s/%s: %s", self.identity, self.config.namespace,
                      self.config.name, e or type(e).__name__)
@@ -248,7 +247,7 @@ class LeaderElector:
                 log.warning("%s: failed to update lease %s/%s: %s", self.identity, self.config.namespace,
                             self.config.name, e)
             return False
-        except httpx.HTTPError as e:
+        except TransportError as e:
             log.warning("%s: failed to update lease %s/%s: %s", self.identity, self.config.namespace,
                         self.config.name, e or type(e).__name__)
             return False
@@ -271,7 +270,7 @@ class LeaderElector:
                     fresh = await self.client.get(LEASES, self.config.name, self.config.namespace)
                     if LeaderElectionRecord.from_spec(fresh.get("spec")).holder_identity == self.identity:
                         released = await self._update(fresh, record)
-        except (TimeoutError, ApiError, httpx.HTTPError):
+        except (TimeoutError, ApiError, TransportError):
             pass
         if released:
             log.info("%s: released lease %s/%s", self.identity, self.config.namespace, self.config.name)

@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 
-import httpx
 
 from boxkube.client import ApiClient, ApiError, ConfigError
 from boxkube.client.leaderelection import (
@@ -92,10 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        if logging.getLogger().level > logging.DEBUG:
-            logging.getLogger("httpx").setLevel(logging.WARNING)   # a line per request: only when debugging
         run_loop(_run(args))
-    except (ConfigError, ValueError, TimeoutError, ApiError, httpx.HTTPError, OSError) as e:
+    except (ConfigError, ValueError, TimeoutError, ApiError, OSError) as e:
         print(f"ERROR: {e or type(e).__name__}", file=sys.stderr)
         return 1
     return 0

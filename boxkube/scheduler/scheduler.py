@@ -26,10 +26,9 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import httpx
 
 from boxkube.api.times import now_rfc3339
-from boxkube.client import ApiClient, ApiError, DeletedFinalStateUnknown, EventRecorder, InformerFactory, resource
+from boxkube.client import ApiClient, ApiError, DeletedFinalStateUnknown, EventRecorder, InformerFactory, TransportError, resource
 from boxkube.client.api import ClientClosed
 from boxkube.client.store import object_key
 from boxkube.scheduler.framework import (
@@ -237,7 +236,7 @@ class Scheduler:
         except ClientClosed:   # stopped (or no longer leading) while this waited for its turn
             self.snapshot.forget_pod(assumed)
             return
-        except (ApiError, httpx.HTTPError) as e:
+        except (ApiError, TransportError) as e:
             log.info("binding pod %s to %s failed: %s", object_key(assumed), node, e or type(e).__name__)
             self.snapshot.forget_pod(assumed)
             # what the assumed pod held is free again: for the other pods, as if an assigned pod were deleted
@@ -284,7 +283,7 @@ class Scheduler:
                                             meta["namespace"], patch_type="strategic")
         except ClientClosed:
             return
-        except (ApiError, httpx.HTTPError) as e:
+        except (ApiError, TransportError) as e:
             log.info("could not update the PodScheduled condition of %s: %s", object_key(pod), e)
 
     # -- informer handlers: pods ----------------------------------------------
