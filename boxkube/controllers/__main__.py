@@ -42,7 +42,8 @@ def _bool(text: str) -> bool:
 async def _run(args: argparse.Namespace) -> None:
     settings = Settings(node_monitor_grace_period=args.node_monitor_grace_period,
                         pod_eviction_timeout=args.pod_eviction_timeout, cluster_cidr=args.cluster_cidr,
-                        node_cidr_mask_size=args.node_cidr_mask_size)
+                        node_cidr_mask_size=args.node_cidr_mask_size, pod_gc_period=args.pod_gc_period,
+                        terminated_pod_gc_threshold=args.terminated_pod_gc_threshold)
     async with ApiClient.from_kubeconfig(args.kubeconfig, user_agent="boxkube-controller-manager") as client:
         names = args.controllers.split(",") if args.controllers else None
         election = LeaderElectionConfig(args.lease_namespace, args.lease_name, default_identity(),
@@ -76,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pod-eviction-timeout", type=_seconds, default=Settings.pod_eviction_timeout)
     p.add_argument("--cluster-cidr", default=Settings.cluster_cidr, help="the pod network nodes' podCIDRs come from")
     p.add_argument("--node-cidr-mask-size", type=int, default=Settings.node_cidr_mask_size)
+    p.add_argument("--pod-gc-period", type=_seconds, default=Settings.pod_gc_period,
+                   help="how often the pod garbage collector runs (upstream: a fixed 20s)")
+    p.add_argument("--terminated-pod-gc-threshold", type=int, default=Settings.terminated_pod_gc_threshold,
+                   help="terminated pods kept before the oldest are deleted; 0 disables (default: %(default)s)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -38,6 +38,11 @@ class Settings:
     # Node IPAM hands each node a /node_cidr_mask_size of this range as spec.podCIDR.
     cluster_cidr: str = "10.244.0.0/16"
     node_cidr_mask_size: int = 24
+    # The pod garbage collector's pass runs this often (upstream's fixed gcCheckPeriod is 20 s); a node
+    # missing from its cache is looked up after twice this, and its pods force-deleted if it is gone.
+    pod_gc_period: float = 5.0
+    # Succeeded/Failed pods beyond this many are deleted, oldest first (upstream default); 0 disables.
+    terminated_pod_gc_threshold: int = 12500
 
 
 class Controller:

@@ -13,7 +13,8 @@ Pods are placed as upstream does since 1.12: the controller does not bind
 them, it pins each to its node with a required node affinity on
 `metadata.name` (matchFields) and lets the scheduler bind it. Failed pods are
 deleted (with back-off per node) and made again; pods of nodes that are gone
-are deleted (boxkube has no pod garbage collector doing it).
+are deleted at once (upstream leaves them to the pod garbage collector, which
+also would, a grace period later).
 
 Updates: the template is a ControllerRevision named by its hash, and pods
 carry that hash as `controller-revision-hash` (and the template generation
