@@ -378,28 +378,31 @@ class DaemonSetController(Controller):
         await self._sync_nodes(key, ds, to_delete, create_on, hash_)
 
     async def _sync_nodes(self, key: str, ds: Obj, to_delete: list[Obj], create_on: list[str], hash_: str) -> None:
-        """Delete `to_delete`, else create a pod on each of `create_on`: one kind of write per sync,
-        each waited for (expectations) before the cache is trusted again."""
-        if to_delete:
-            await self._delete_pods(key, ds, to_delete[:BURST_REPLICAS])
-        elif create_on:
-            await self._create_pods(key, ds, create_on[:BURST_REPLICAS], hash_)
+        """Create a pod on each of `create_on` and delete `to_delete` (at most BURST_REPLICAS of each),
+        as upstream's syncNodes; both are waited for (expectations) before the cache is trusted again."""
+        to_delete, create_on = to_delete[:BURST_REPLICAS], create_on[:BURST_REPLICAS]
+        self.expectations.expect(key, len(create_on), [object_key(p) for p in to_delete])
+        errors = [error for error in (await self._create_pods(key, ds, create_on, hash_),
+                                      await self._delete_pods(key, ds, to_delete)) if error is not None]
+        if errors:
+            raise errors[0]
 
-    async def _delete_pods(self, key: str, ds: Obj, pods: list[Obj]) -> None:
-        self.expectations.expect_deletions(key, [object_key(p) for p in pods])
-        errors = []
+    async def _delete_pods(self, key: str, ds: Obj, pods: list[Obj]) -> ApiError | None:
+        """Delete `pods`, whose deletions are expected; the first failure, if any."""
+        failure = None
         for pod in pods:
             try:
                 await self.pod_control.delete_pod(ds, _meta(pod)["namespace"], _meta(pod)["name"])
             except ApiError as e:
                 self.expectations.deletion_observed(key, object_key(pod))
                 if not e.is_not_found:
-                    errors.append(e)
-        if errors:
-            raise errors[0]
+                    failure = failure or e
+        return failure
 
-    async def _create_pods(self, key: str, ds: Obj, create_on: list[str], hash_: str) -> None:
-        self.expectations.expect_creations(key, len(create_on))
+    async def _create_pods(self, key: str, ds: Obj, create_on: list[str], hash_: str) -> Exception | None:
+        """Create a pod on each of `create_on`, whose creations are expected; the failure that stopped it, if any."""
+        if not create_on:
+            return None
         template = _spec(ds).get("template") or {}
         labels = {**((template.get("metadata") or {}).get("labels") or {}), HASH_LABEL: hash_,
                   TEMPLATE_GENERATION_LABEL: template_generation(ds)}
@@ -416,8 +419,7 @@ class DaemonSetController(Controller):
         created, error = await slow_start_batch(len(create_on), create)
         for _ in range(len(create_on) - created):
             self.expectations.creation_observed(key)       # never made: never to be seen
-        if error is not None:
-            raise error
+        return error
 
     # -- updates ----------------------------------------------------------------------------
 

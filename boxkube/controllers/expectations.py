@@ -56,13 +56,16 @@ class Expectations:
             return True
         return False
 
+    def expect(self, key: str, creations: int = 0, deletions: Iterable[str] = ()) -> None:
+        """Forget what was expected before; wait for `creations` new objects and for each of the
+        `deletions` keys to go (upstream's SetExpectations: a sync may do both)."""
+        self._by_key[key] = _Expected(creations, set(deletions), self._clock())
+
     def expect_creations(self, key: str, count: int) -> None:
-        """Forget what was expected before; wait for `count` new objects."""
-        self._by_key[key] = _Expected(count, set(), self._clock())
+        self.expect(key, creations=count)
 
     def expect_deletions(self, key: str, object_keys: Iterable[str]) -> None:
-        """Forget what was expected before; wait for each of `object_keys` to go."""
-        self._by_key[key] = _Expected(0, set(object_keys), self._clock())
+        self.expect(key, deletions=object_keys)
 
     def creation_observed(self, key: str) -> None:
         """One expected object showed up (or will not: its create failed or was skipped)."""

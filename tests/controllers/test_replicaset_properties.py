@@ -164,6 +164,11 @@ class ExpectationsModel(RuleBasedStateMachine):
         self.exp.expect_deletions("ns/rs", keys)
         self.adds, self.deletes, self.since = 0, set(keys), self.now
 
+    @rule(n=st.integers(0, 5), keys=st.sets(st.sampled_from(["ns/a", "ns/b", "ns/c"])))
+    def expect_both(self, n, keys):        # a DaemonSet sync creates on some nodes and deletes on others
+        self.exp.expect("ns/rs", n, keys)
+        self.adds, self.deletes, self.since = n, set(keys), self.now
+
     @rule()
     def observe_creation(self):
         self.exp.creation_observed("ns/rs")
