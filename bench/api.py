@@ -11,9 +11,9 @@ second etcd of the same binary for the raw figures, then measures:
   client shared by every worker -- one gRPC channel, as in the API server.
   Puts write new keys whose value is a stored ConfigMap's JSON; gets read
   random keys written beforehand.
-- API create / API get: httpx.AsyncClient over HTTPS with keep-alive, one
-  client (one connection) per worker, so N workers are N independent API
-  clients. Creates POST small ConfigMaps into a namespace; gets read random
+- API create / API get: an aiohttp session (the HTTP of boxkube's own API
+  client) over HTTPS with keep-alive, one session (one connection) per
+  worker, so N workers are N independent API clients. Creates POST small ConfigMaps into a namespace; gets read random
   ConfigMaps created beforehand.
 - watch: W watch streams (``?watch=1&resourceVersion=RV`` on the ConfigMaps
   of a namespace) while N writes (half creates, half merge-patches of those)
@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aetcd
-import httpx
+import aiohttp
 
 from boxkube.cluster.binaries import etcd_binary
 from boxkube.cluster.etcd import EtcdServer, start_etcd_and_wait
@@ -147,14 +147,12 @@ class Api:
     pid: int
     etcd_pid: int
 
-    def client(self, connections: int = 1) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+    def client(self, connections: int = 1) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
             base_url=self.server,
-            verify=self.ssl_context,
-            headers={"Authorization": f"Bearer {self.token}"},
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            timeout=httpx.Timeout(60.0),
-            trust_env=False,
+            headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"},
+            connector=aiohttp.TCPConnector(ssl=self.ssl_context, limit=connections),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=60.0, sock_read=60.0),
         )
 
 
@@ -172,20 +170,25 @@ def configmap(name: str, **data: str) -> bytes:
                        "data": data or {"key": "value"}}).encode()
 
 
-JSON_HEADERS = {"Content-Type": "application/json"}
+
+async def call(client: aiohttp.ClientSession, method: str, path: str, expect: int = 200, *, body: bytes | None = None,
+               content_type: str = "application/json", params: dict[str, str] | None = None) -> bytes:
+    """One request; the answer's body (an answer other than `expect` raises)."""
+    headers = {"Content-Type": content_type} if body is not None else None
+    async with client.request(method, path, data=body, headers=headers, params=params) as r:
+        data = await r.read()
+        if r.status != expect:
+            raise RuntimeError(f"{method} {path} answered {r.status}: {data[:200]!r}")
+        return data
 
 
-async def create_namespace(client: httpx.AsyncClient, name: str) -> None:
-    body = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    r = await client.post("/api/v1/namespaces", content=body, headers=JSON_HEADERS)
-    r.raise_for_status()
+async def create_namespace(client: aiohttp.ClientSession, name: str) -> None:
+    body = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}).encode()
+    await call(client, "POST", "/api/v1/namespaces", 201, body=body)
 
 
-async def post_configmap(client: httpx.AsyncClient, namespace: str, body: bytes) -> httpx.Response:
-    r = await client.post(f"/api/v1/namespaces/{namespace}/configmaps", content=body, headers=JSON_HEADERS)
-    if r.status_code != 201:
-        raise RuntimeError(f"create answered {r.status_code}: {r.text[:200]}")
-    return r
+async def post_configmap(client: aiohttp.ClientSession, namespace: str, body: bytes) -> bytes:
+    return await call(client, "POST", f"/api/v1/namespaces/{namespace}/configmaps", 201, body=body)
 
 
 # -- load tests ---------------------------------------------------------------
@@ -213,9 +216,7 @@ class Bench:
             async def create(i: int) -> None:
                 await post_configmap(client, LOAD_NAMESPACE, configmap(f"read-{i}"))
             await in_parallel(READ_SET, 16, lambda _lane, i: create(i))
-            r = await client.get(f"/api/v1/namespaces/{LOAD_NAMESPACE}/configmaps/read-0")
-            r.raise_for_status()
-            self.value = r.content
+            self.value = await call(client, "GET", f"/api/v1/namespaces/{LOAD_NAMESPACE}/configmaps/read-0")
 
         async def put(i: int) -> None:
             await self.etcd.put(f"/bench/read/{i}".encode(), self.value)
@@ -246,22 +247,21 @@ class Bench:
             return await run_load("API create", [op(w) for w in range(clients)], self.warmup, self.duration,
                                   self.meter(server=True))
         finally:
-            await asyncio.gather(*(c.aclose() for c in http))
+            await asyncio.gather(*(c.close() for c in http))
 
     async def api_get(self, clients: int) -> LoadResult:
         http = [self.api.client() for _ in range(clients)]
 
         def op(worker: int) -> Op:
             async def get(_i: int) -> None:
-                r = await http[worker].get(f"/api/v1/namespaces/{LOAD_NAMESPACE}/configmaps/read-{random.randrange(READ_SET)}")
-                if r.status_code != 200:
-                    raise RuntimeError(f"get answered {r.status_code}: {r.text[:200]}")
+                await call(http[worker], "GET",
+                           f"/api/v1/namespaces/{LOAD_NAMESPACE}/configmaps/read-{random.randrange(READ_SET)}")
             return get
         try:
             return await run_load("API get", [op(w) for w in range(clients)], self.warmup, self.duration,
                                   self.meter(server=True))
         finally:
-            await asyncio.gather(*(c.aclose() for c in http))
+            await asyncio.gather(*(c.close() for c in http))
 
 
 # -- watch delivery -----------------------------------------------------------
@@ -287,9 +287,8 @@ async def watch_test(api: Api, watchers: int, writes: int, writers: int, timeout
     """`watchers` watch streams, `writes` writes; check every watcher saw every write once, in order."""
     async with api.client(writers) as client:
         await create_namespace(client, WATCH_NAMESPACE)
-        r = await client.get(f"/api/v1/namespaces/{WATCH_NAMESPACE}/configmaps")
-        r.raise_for_status()
-        start_rv = r.json()["metadata"]["resourceVersion"]
+        listed = json.loads(await call(client, "GET", f"/api/v1/namespaces/{WATCH_NAMESPACE}/configmaps"))
+        start_rv = listed["metadata"]["resourceVersion"]
 
         seen: list[list[tuple[int, float]]] = [[] for _ in range(watchers)]
         errors: list[str] = []      # messages of ERROR events
@@ -299,14 +298,14 @@ async def watch_test(api: Api, watchers: int, writes: int, writers: int, timeout
         async def watch(i: int) -> None:
             async with api.client() as http:
                 params = {"watch": "1", "resourceVersion": start_rv, "timeoutSeconds": "3600"}
-                async with http.stream("GET", f"/api/v1/namespaces/{WATCH_NAMESPACE}/configmaps", params=params) as resp:
+                async with http.get(f"/api/v1/namespaces/{WATCH_NAMESPACE}/configmaps", params=params) as resp:
                     resp.raise_for_status()
                     # The server subscribes before it answers, so from here no write is missed.
                     connected[0] += 1
                     if connected[0] == watchers:
                         all_connected.set()
-                    async for line in resp.aiter_lines():
-                        if line:
+                    async for line in resp.content:     # a ConfigMap event is far below readline's 128 KiB
+                        if line.strip():
                             now = time.perf_counter()
                             event = json.loads(line)
                             if event["type"] == "ERROR":   # e.g. 410 Gone: the server ends this watch
@@ -329,17 +328,15 @@ async def watch_test(api: Api, watchers: int, writes: int, writers: int, timeout
 
             async def create(i: int) -> None:
                 t0 = time.perf_counter()
-                r = await post_configmap(client, WATCH_NAMESPACE, configmap(f"w-{i}", n="0"))
-                sent[int(r.json()["metadata"]["resourceVersion"])] = t0
+                created = json.loads(await post_configmap(client, WATCH_NAMESPACE, configmap(f"w-{i}", n="0")))
+                sent[int(created["metadata"]["resourceVersion"])] = t0
 
             async def update(i: int) -> None:
                 t0 = time.perf_counter()
-                r = await client.patch(f"/api/v1/namespaces/{WATCH_NAMESPACE}/configmaps/w-{i % creates}",
-                                       content=json.dumps({"data": {"n": str(i)}}),
-                                       headers={"Content-Type": "application/merge-patch+json"})
-                if r.status_code != 200:
-                    raise RuntimeError(f"patch answered {r.status_code}: {r.text[:200]}")
-                sent[int(r.json()["metadata"]["resourceVersion"])] = t0
+                patched = json.loads(await call(client, "PATCH", f"/api/v1/namespaces/{WATCH_NAMESPACE}/configmaps/w-{i % creates}",
+                                                body=json.dumps({"data": {"n": str(i)}}).encode(),
+                                                content_type="application/merge-patch+json"))
+                sent[int(patched["metadata"]["resourceVersion"])] = t0
 
             t_writes = time.perf_counter()
             await in_parallel(creates, writers, lambda _lane, i: create(i))
@@ -391,7 +388,7 @@ def software_facts() -> list[str]:
                                   check=False).stdout.splitlines()[:1]
     # uvicorn's defaults ("auto") take uvloop and httptools when they are installed.
     server_http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("uvicorn", "fastapi", "httpx", "aetcd", "grpcio"))
+    versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("uvicorn", "fastapi", "aiohttp", "aetcd", "grpcio"))
     return [
         f"server    uvicorn, loop {LOOP}, http {server_http}",
         f"software  {etcd_version[0] if etcd_version else 'etcd ?'}, {versions}",
@@ -533,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print("\n".join(machine_facts() + software_facts()))
     print(f"load      {args.warmup:g} s warm-up + {args.duration:g} s per test at {args.concurrency} clients; "
-          "httpx: one AsyncClient (one keep-alive HTTPS connection) per worker; aetcd: one client shared by all")
+          "aiohttp: one session (one keep-alive HTTPS connection) per worker; aetcd: one client shared by all")
     print()
     home = Path(tempfile.mkdtemp(prefix="boxkube-bench-"))
     cluster = raw = None
