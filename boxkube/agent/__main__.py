@@ -9,32 +9,21 @@ All of them share one process, one API client and one pod watch.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import logging
-import signal
 import sys
 
-import httpx
-
+from boxkube import component
 from boxkube.agent.agent import AgentGroup
 from boxkube.agent.config import AgentSettings, NodeConfigError, NodeSettings, node_settings, read_node_configs
 from boxkube.agent.runtime.base import Runtime
 from boxkube.agent.runtime.simulated import SimulatedRuntime
-from boxkube.client import ApiClient, ApiError, ConfigError
-from boxkube.cluster.config import parse_duration
+from boxkube.client import ApiClient
 
 log = logging.getLogger("boxkube.agent")
 
 # Simulated nodes' InternalIPs, as the nodes of a kind cluster get them from its Docker network.
 _SIMULATED_NODE_NETWORK = ipaddress.ip_network("172.18.0.0/16")
-
-
-def _seconds(text: str) -> float:
-    try:
-        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def node_names(prefix: str, count: int) -> list[str]:
@@ -61,14 +50,8 @@ async def _run(args: argparse.Namespace) -> None:
     runtimes: dict[str, Runtime] = {n.name: SimulatedRuntime(n.name, start_delay=args.start_delay) for n in nodes}
     async with ApiClient.from_kubeconfig(args.kubeconfig, user_agent="kubelet/boxkube") as client:
         group = AgentGroup(client, nodes, lambda n: runtimes[n.name], settings)
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
         try:
             await group.run()
-        except asyncio.CancelledError:
-            log.info("stopping")
         finally:
             for runtime in runtimes.values():
                 await runtime.close()
@@ -83,34 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name-prefix", default="boxkube-worker", help="simulated nodes' names: PREFIX, PREFIX2, ...")
     p.add_argument("--node-config", help="labels, taints, capacity of the nodes: YAML/JSON (a mapping, or a list "
                                          "of entries with counts), or a file holding it")
-    p.add_argument("--start-delay", type=_seconds, default=0.2, help="how long a simulated container takes to start")
+    p.add_argument("--start-delay", type=component.duration_flag, default=0.2, help="how long a simulated container takes to start")
     p.add_argument("--lease-duration", type=int, default=AgentSettings.lease_duration, help="seconds")
-    p.add_argument("--lease-renew-interval", type=_seconds, default=0.0,
+    p.add_argument("--lease-renew-interval", type=component.duration_flag, default=0.0,
                    help="default: a quarter of the lease duration")
-    p.add_argument("--status-report-interval", type=_seconds, default=AgentSettings.status_report_interval)
+    p.add_argument("--status-report-interval", type=component.duration_flag, default=AgentSettings.status_report_interval)
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # A line per request is thousands of lines a second with many nodes.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     if not args.simulated:
         print("ERROR: only the simulated runtime exists so far: add --simulated", file=sys.stderr)
         return 2
     if args.nodes is not None and args.nodes < 1:
         print("ERROR: --nodes must be at least 1", file=sys.stderr)
         return 2
-    try:
-        asyncio.run(_run(args))
-    except (ConfigError, NodeConfigError, ValueError, TimeoutError) as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    except ApiError as e:
-        print(f"ERROR: the API server refused: {e}", file=sys.stderr)
-        return 1
-    except httpx.HTTPError as e:
-        print(f"ERROR: cannot reach the API server: {e or type(e).__name__}", file=sys.stderr)
-        return 1
-    return 0
+    return component.run(_run(args), log, failures=(NodeConfigError,))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,18 @@ spec.nodeName) and one node informer instead of a watch per node, and two
 batched schedules (boxkube.agent.heartbeat) for all Lease renewals and all
 node status posts. A single real node is a group of one, whose informers
 select just its own pods and Node.
+
+A simulated node can be switched off and on (`boxkube node stop/start`) by the
+annotation `sim.boxkube.dev/power: "off"` on its Node, which the group's node
+informer brings to the NodeAgent. Switched off, it is a dead machine: no Lease
+renewals, no node status, no pod status or container starts, and the
+runtime's containers are gone (`Runtime.lose_power`); only the group's watch
+still sees its Node, to notice the annotation go. Switched on, it boots as a
+rebooted kubelet: a new bootID (with a Rebooted event), registration, an
+immediate status post and Lease renewal, then its pods are reconciled as after
+any agent start: those still bound run again with their restartCount counted
+up (lastState ContainerStatusUnknown, as upstream shows a container lost with
+its machine), those deleted meanwhile are finished off.
 """
 from __future__ import annotations
 
@@ -31,6 +43,7 @@ from boxkube.agent.node import (
 )
 from boxkube.agent.podworker import PodWorker
 from boxkube.agent.runtime.base import Runtime
+from boxkube.agent.runtime.simulated import POWER_ANNOTATION, power_is_off
 from boxkube.api.times import now_rfc3339
 from boxkube.client import ApiClient, ApiError, DeletedFinalStateUnknown, EventRecorder, Informer, resource
 
@@ -43,6 +56,8 @@ NODE_INDEX = "nodeName"
 _EVENT_FLUSH_TIMEOUT = 2.0
 # A failed Lease renewal is tried again this soon (upstream: 200 ms doubling up to 7 s).
 _LEASE_RETRY = 0.2
+# A switched-on node that cannot register (API server away) tries again after this, doubling up to the max.
+_BOOT_RETRY, _BOOT_RETRY_MAX = 0.5, 10.0
 
 
 def _pod_node(pod: Obj) -> list[str]:
@@ -72,6 +87,10 @@ class NodeAgent:
         self.lease: Obj | None = None
         self.running = False
         self.removed = False                        # our Node was deleted: this agent is done
+        self.powered_off = False                    # the simulated machine is switched off (a dead machine)
+        self.power_off_wanted = False               # what the Node's sim.boxkube.dev/power asks for
+        self.started = False                        # start() has run once: power changes are followed from then
+        self._power_task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
 
     def __repr__(self) -> str:
@@ -85,7 +104,8 @@ class NodeAgent:
                     f"reason:NetworkPluginNotReady message:{why}")
 
     async def register(self) -> None:
-        """Create our Node (or find it registered already, as after a restart) and our Lease."""
+        """Create our Node (or find it registered already, as after a restart) and our Lease. A simulated
+        machine whose Node says it is switched off does neither: it stays dark (`powered_off`)."""
         now = now_rfc3339()
         wanted = with_times(conditions(*self._ready()), [], now)
         try:
@@ -95,6 +115,12 @@ class NodeAgent:
             if not e.is_already_exists:
                 raise
             node = await self.client.get(NODES, self.name)
+            if self.runtime.simulates_power and power_is_off(node):
+                self.node_uid = node["metadata"]["uid"]
+                self.power_off_wanted = self.powered_off = True
+                log.info("node %s is switched off (%s); it stays off until that annotation goes",
+                         self.name, POWER_ANNOTATION)
+                return
             labels = (node.get("metadata") or {}).get("labels") or {}
             fix = {k: v for k, v in default_labels(self.settings).items() if labels.get(k) != v}
             if fix:
@@ -120,7 +146,7 @@ class NodeAgent:
 
     async def post_status(self) -> float | None:
         """Post the node's status (the group calls this periodically and when poked)."""
-        if self.removed:
+        if self.removed or self.powered_off:
             return None
         new = with_times(conditions(*self._ready()), self.conditions, now_rfc3339())
         try:
@@ -136,7 +162,7 @@ class NodeAgent:
         return None
 
     async def renew_lease(self) -> float | None:
-        if self.removed:
+        if self.removed or self.powered_off:
             return None
         duration = self.group.settings.lease_duration
         try:
@@ -165,8 +191,14 @@ class NodeAgent:
     # -- the node object ------------------------------------------------------------
 
     def node_changed(self, node: Obj) -> None:
+        if self.removed:
+            return
+        if self.runtime.simulates_power and power_is_off(node) != self.power_off_wanted:
+            self.power_off_wanted = not self.power_off_wanted
+            if self.started:        # before that, start() looks at it when it is done
+                self._follow_power()
         cidr = (node.get("spec") or {}).get("podCIDR") or ""
-        if cidr and cidr != self.pod_cidr and self.node_uid and not self.removed:
+        if cidr and cidr != self.pod_cidr and self.node_uid and not self.powered_off:
             self._spawn(self._take_pod_cidr(node), "podCIDR")
 
     async def _take_pod_cidr(self, node: Obj) -> None:
@@ -186,6 +218,9 @@ class NodeAgent:
         if self.removed:
             return
         self.removed = True
+        if self.powered_off:        # a dark machine notices nothing, and has nothing running to stop
+            log.info("node %s was deleted from the cluster while switched off", self.name)
+            return
         log.warning("node %s was deleted from the cluster; stopping its pods and heartbeats", self.name)
         self.group.leases.remove(self)
         self.group.statuses.remove(self)
@@ -201,10 +236,75 @@ class NodeAgent:
                     await self.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0,
                                              preconditions={"uid": meta["uid"]})
 
+    # -- power (simulated nodes) ------------------------------------------------------
+
+    def _follow_power(self) -> None:
+        """Switch the machine off or on as the Node's annotation says, one change at a time."""
+        if self._power_task is None or self._power_task.done():
+            self._power_task = asyncio.create_task(self._power_loop(), name=f"{self.name} power")
+            self._power_task.add_done_callback(self._task_done)
+
+    async def _power_loop(self) -> None:
+        failures = 0
+        while not self.removed and self.powered_off != self.power_off_wanted:
+            if self.power_off_wanted:
+                await self._power_off()
+                continue
+            try:
+                await self._power_on()
+                failures = 0
+            except Exception as e:      # API server away, or refusing: a machine that is on keeps trying
+                delay = min(_BOOT_RETRY * 2 ** failures, _BOOT_RETRY_MAX)
+                failures += 1
+                log.warning("node %s: booting failed: %s; trying again in %.1fs", self.name,
+                            e or type(e).__name__, delay)
+                await asyncio.sleep(delay)
+
+    async def _power_off(self) -> None:
+        """Lose power: heartbeats and pod workers stop where they are, and every container is gone."""
+        log.info("node %s switched off (%s=off): no more Lease renewals or status; its containers are gone",
+                 self.name, POWER_ANNOTATION)
+        self.powered_off = True
+        self.running = False
+        self.group.leases.remove(self)
+        self.group.statuses.remove(self)
+        tasks = [*self._tasks, *(t for w in self.workers.values() for t in w.tasks())]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.workers.clear()
+        self.lease = None
+        self.pod_cidr = ""
+        await self.runtime.lose_power()
+
+    async def _power_on(self) -> None:
+        """Boot as a rebooted kubelet: register again, post status and renew the Lease at once, and
+        reconcile the pods bound here (their containers did not survive; `start` restarts them)."""
+        log.info("node %s switched on: booting", self.name)
+        self.identity.reboot()
+        self.backoff = Backoff(self.group.settings.backoff_initial, self.group.settings.backoff_max)
+        self.lease = None
+        self.pod_cidr = ""
+        self.powered_off = False
+        try:
+            await self.register()
+        except BaseException:
+            self.powered_off = True
+            raise
+        if not self.powered_off and not self.removed:
+            self.recorder.event(self._ref(), "Warning", "Rebooted",
+                                f"Node {self.name} has been rebooted, boot id: {self.identity.boot_id}")
+        await self.start(status_now=True)
+
     # -- pods -----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Adopt what the runtime runs, start a worker per pod, clean up the rest, begin heartbeats."""
+    async def start(self, status_now: bool = False) -> None:
+        """Adopt what the runtime runs, start a worker per pod, clean up the rest, begin heartbeats
+        (the first status post at once with `status_now`). A machine switched off starts dark."""
+        if self.powered_off:
+            await self.runtime.lose_power()     # whatever the runtime had did not survive the power cut
+            self._started()
+            return
         sandboxes = await self.runtime.list_sandboxes()
         containers = await self.runtime.list_containers()
         stale: list[str] = []
@@ -222,7 +322,7 @@ class NodeAgent:
         # or the node controller marked us Unknown while we were away).
         shown = [(c.get("type"), c.get("status"), c.get("reason")) for c in self.conditions]
         wanted = [(c["type"], c["status"], c["reason"]) for c in conditions(*self._ready())]
-        self.group.statuses.add(self, first_in=0.0 if shown != wanted else None)
+        self.group.statuses.add(self, first_in=0.0 if status_now or shown != wanted else None)
         known = {p["metadata"]["uid"] for p in pods}
         adopted = sum(1 for w in self.workers.values() if w.has_runtime_state)
         if adopted:
@@ -237,6 +337,12 @@ class NodeAgent:
                     if c.sandbox_id == sandbox.id:
                         await self.runtime.stop_container(c.id, 0)
                 await self.runtime.remove_sandbox(sandbox.id)
+        self._started()
+
+    def _started(self) -> None:
+        self.started = True
+        if self.runtime.simulates_power and self.powered_off != self.power_off_wanted:
+            self._follow_power()     # the annotation changed while starting
 
     def _add_worker(self, worker: PodWorker) -> None:
         self.workers[worker.uid] = worker
@@ -283,6 +389,9 @@ class NodeAgent:
     async def stop(self) -> None:
         """Stop the agent; the pods' containers keep running (a restarted agent adopts them)."""
         self.running = False
+        if self._power_task is not None:
+            self._power_task.cancel()
+            await asyncio.gather(self._power_task, return_exceptions=True)
         self.group.leases.remove(self)
         self.group.statuses.remove(self)
         tasks = [*self._tasks, *(t for w in self.workers.values() for t in w.tasks())]

@@ -117,6 +117,14 @@ class NodeIdentity:
         self.addresses = ([{"type": "InternalIP", "address": node.internal_ip}] if node.internal_ip else []) + \
             [{"type": "Hostname", "address": node.name}]
 
+    @property
+    def boot_id(self) -> str:
+        return self.node_info["bootID"]
+
+    def reboot(self) -> None:
+        """The machine booted again: a new boot ID, as /proc/sys/kernel/random/boot_id gives."""
+        self.node_info["bootID"] = str(uuid.uuid4())
+
     def status(self, conditions_: list[Obj]) -> Obj:
         capacity = self.node.full_capacity()
         return {"capacity": capacity, "allocatable": dict(capacity), "conditions": conditions_,

@@ -14,6 +14,10 @@ it reads the pod and the runtime and takes the steps the kubelet would:
   it changed, by a writer beside the worker (the kubelet's status manager):
   the worker never waits for the API, and under load intermediate statuses
   are skipped in favour of the latest;
+- a container the API shows running that the runtime no longer has (its
+  machine lost power, or rebooted) comes back with its restartCount counted
+  up and lastState `ContainerStatusUnknown` (exit code 137), as upstream's
+  kubelet shows it;
 - a pod whose phase is terminal has nothing running; a pod with a
   deletionTimestamp has its containers stopped within the grace period and is
   then deleted for good (gracePeriodSeconds=0), which is what lets the API
@@ -28,7 +32,6 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import httpx
 
 from boxkube.agent.backoff import go_duration
 from boxkube.agent.runtime.base import ContainerInfo, RuntimeFailure, Sandbox
@@ -51,6 +54,12 @@ _KUBELET_FIELDS = ("phase", "conditions", "message", "reason", "hostIP", "hostIP
 _RETRY, _RETRY_MAX = 0.5, 30.0
 # A missing image is looked for again this often (someone may `boxkube load image` it).
 _IMAGE_RETRY = 5.0
+# What upstream's kubelet shows for a container that was running and is gone (the runtime lost it, so
+# its real end is unknown): as the last state of the one that replaces it, or as the state of a pod that ends.
+_LOST_CONTAINER = {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                   "message": "The container could not be located when the pod was deleted.  "
+                              "The container used to be Running"}
+_LOST_AT_END = "The container could not be located when the pod was terminated"
 
 
 def format_pod(pod: Obj) -> str:
@@ -83,6 +92,7 @@ class PodWorker:
         self.current: dict[str, ContainerInfo] = {}     # latest instance of each container
         self.previous: dict[str, ContainerInfo] = {}    # the one before it: lastState
         self.waiting: dict[str, tuple[str, str]] = {}   # why a container is not running: (reason, message)
+        self.lost: dict[str, int] = {}                  # running per the API, gone from the runtime: its restartCount
         self.start_time: str | None = (pod.get("status") or {}).get("startTime")
         self.reported: Obj | None = None                # the status last written
         self.finished = False                           # terminal phase: nothing runs any more
@@ -154,7 +164,19 @@ class PodWorker:
             if len(instances) > 1:
                 self.previous[name] = instances[-2]
             stale += [c.id for c in instances[:-2]]
+        self._note_lost()
         return stale
+
+    def _note_lost(self) -> None:
+        """Containers the API shows running that the runtime does not have: they died with the machine.
+        Starting again counts a restart (not for a pod being deleted, as upstream) and shows the loss
+        in lastState; a pod that ends instead shows them terminated with it."""
+        meta, status = self.pod.get("metadata") or {}, self.pod.get("status") or {}
+        restart = 0 if meta.get("deletionTimestamp") else 1
+        for s in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            name = s.get("name")
+            if name and name not in self.current and "running" in (s.get("state") or {}):
+                self.lost[name] = int(s.get("restartCount") or 0) + restart
 
     @property
     def has_runtime_state(self) -> bool:
@@ -172,7 +194,7 @@ class PodWorker:
                 self._failures = 0
             except asyncio.CancelledError:
                 raise
-            except (ApiError, RuntimeFailure, httpx.HTTPError, OSError) as e:
+            except (ApiError, RuntimeFailure, OSError) as e:
                 log.warning("%s/%s on %s: %s; retrying", self.namespace, self.name, self.node.name,
                             e or type(e).__name__)
                 self._retry_later()
@@ -327,6 +349,8 @@ class PodWorker:
     def _seed_attempt(self, pod: Obj, name: str) -> int:
         """The first instance this agent starts: after the runtime lost a container (a node
         restarted), the count goes on from what the API last showed instead of from zero."""
+        if name in self.lost:
+            return self.lost[name]
         status = pod.get("status") or {}
         for s in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
             if s.get("name") == name:
@@ -390,11 +414,17 @@ class PodWorker:
         name, image = container["name"], container.get("image", "")
         info, prev = self.current.get(name), self.previous.get(name)
         last = _terminated(prev, self.node.runtime.name) if prev is not None and prev.state == "exited" else None
+        if last is None and name in self.lost:
+            last = dict(_LOST_CONTAINER)
         waiting = self.waiting.get(name)
+        if info is None and terminal and name in self.lost:
+            return ContainerRecord(name, "terminated", reason=_LOST_CONTAINER["reason"],
+                                   message=_LOST_AT_END, exit_code=_LOST_CONTAINER["exitCode"],
+                                   restart_count=self.lost[name], image=image)
         if info is None:
             reason, message = waiting or ("PodInitializing" if init or not initialized else "ContainerCreating", "")
-            return ContainerRecord(name, "waiting", reason=reason, message=message, image=image,
-                                   restart_count=self._seed_attempt(pod, name) if waiting else 0)
+            return ContainerRecord(name, "waiting", reason=reason, message=message, image=image, last_terminated=last,
+                                   restart_count=self._seed_attempt(pod, name) if waiting or name in self.lost else 0)
         cid = f"{self.node.runtime.name}://{info.id}"
         common: Obj = dict(restart_count=info.attempt, image=image, image_id=info.image_id, container_id=cid)
         if info.state == "running":
@@ -457,7 +487,7 @@ class PodWorker:
                 status, self._desired = self._desired, None
                 try:
                     await self._write(status)
-                except (ApiError, httpx.HTTPError, OSError) as e:
+                except (ApiError, OSError) as e:
                     log.warning("status of %s/%s on %s: %s; retrying", self.namespace, self.name, self.node.name,
                                 e or type(e).__name__)
                     self._retry_later()     # the next sync computes and publishes it again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 from pathlib import Path
 
@@ -125,6 +126,41 @@ def kubectl_command(args: argparse.Namespace, ctx: Context) -> int:
 def _exit_code(returncode: int) -> int:
     """A child's exit code as a shell reports it (killed by signal N -> 128+N)."""
     return 128 - returncode if returncode < 0 else returncode
+
+
+# A node's name is a lowercase RFC 1123 subdomain (checked here so that no other text ends up in a URL).
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _node_target(args: argparse.Namespace, ctx: Context) -> tuple[str, str, str]:
+    """The cluster, its provider and the node a node command is about."""
+    name = validate_cluster_name(args.name)
+    if len(args.node) > 253 or not _NODE_NAME.fullmatch(args.node):
+        raise ClusterError(f'invalid node name "{args.node}": a node name is lowercase letters, digits, "-" and "."')
+    return name, cluster_dir(ctx.home, name).load().provider, args.node
+
+
+def stop_node_command(args: argparse.Namespace, ctx: Context) -> int:
+    name, provider, node = _node_target(args, ctx)
+    say = ctx.progress().info
+    if not ctx.providers(provider).stop_node(name, node):
+        say(f'Node "{node}" is already stopped; nothing to do.')
+        return 0
+    say(f'Stopped node "{node}": it lost power, so it no longer renews its Lease, reports status or runs pods.')
+    say("It turns NotReady (Unknown) after the node monitor grace period; after the pod eviction timeout")
+    say(f"its pods are replaced on other nodes. Start it again with: boxkube node start {node}{_name_flag(name)}")
+    return 0
+
+
+def start_node_command(args: argparse.Namespace, ctx: Context) -> int:
+    name, provider, node = _node_target(args, ctx)
+    say = ctx.progress().info
+    if not ctx.providers(provider).start_node(name, node):
+        say(f'Node "{node}" is already running; nothing to do.')
+        return 0
+    say(f'Started node "{node}": it reboots, rejoins the cluster and becomes Ready within seconds;')
+    say("the pods still bound to it start again, and those deleted meanwhile are cleaned up.")
+    return 0
 
 
 def version_command(args: argparse.Namespace, ctx: Context) -> int:

@@ -115,6 +115,11 @@ def _no_flags(parser: argparse.ArgumentParser) -> None:
     pass
 
 
+def _node_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("node", metavar="NODE", help="the node's name (see: boxkube kubectl -- get nodes)")
+    _name(parser)
+
+
 def _kubectl_flags(parser: argparse.ArgumentParser) -> None:
     _name(parser)
     parser.add_argument(
@@ -152,6 +157,18 @@ COMMANDS: Sequence[Command] = (
         _kubectl_flags,
         commands.kubectl_command,
         hint="put kubectl's own arguments after --, e.g. boxkube kubectl -- get pods -n kube-system",
+    ),
+    Command(
+        ("node", "stop"),
+        "Stop a node as if it lost power; its pods are replaced on other nodes",
+        _node_flags,
+        commands.stop_node_command,
+    ),
+    Command(
+        ("node", "start"),
+        "Start a stopped node again: it reboots and rejoins the cluster",
+        _node_flags,
+        commands.start_node_command,
     ),
     Command(("version",), "Print the version of boxkube", _no_flags, commands.version_command),
 )

@@ -7,36 +7,17 @@ others wait to take over. `--leader-elect=false` runs them at once, alone.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import socket
 import sys
 
-from boxkube.client import ApiClient, ConfigError
+from boxkube import component
+from boxkube.client import ApiClient
 from boxkube.client.leaderelection import (
     DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig, default_identity,
 )
-from boxkube.cluster.config import parse_duration
 from boxkube.controllers.base import Settings
 from boxkube.controllers.manager import ControllerManager, available_controllers
-
-
-def _seconds(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _bool(text: str) -> bool:
-    """A Go flag's boolean (`--leader-elect=false`), as kube-controller-manager takes it."""
-    value = text.lower()
-    if value in ("1", "t", "true"):
-        return True
-    if value in ("0", "f", "false"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -51,45 +32,33 @@ async def _run(args: argparse.Namespace) -> None:
                                         renew_deadline=args.leader_elect_renew_deadline,
                                         retry_period=args.leader_elect_retry_period) if args.leader_elect else None
         manager = ControllerManager(client, names, settings, host=socket.gethostname(), leader_election=election)
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await manager.run()
-        except asyncio.CancelledError:
-            logging.getLogger(__name__).info("stopping")
+        await manager.run()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m boxkube.controllers", description="boxkube controller manager")
     p.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--controllers", help=f"comma-separated subset to run (default: all of {', '.join(available_controllers())})")
-    p.add_argument("--leader-elect", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
+    p.add_argument("--leader-elect", type=component.bool_flag, nargs="?", const=True, default=True, metavar="BOOL",
                    help="take a Lease before running the controllers, so several copies can run and one takes "
                         "over from another (default: true)")
     p.add_argument("--lease-namespace", default="kube-system")
     p.add_argument("--lease-name", default="kube-controller-manager")
-    p.add_argument("--leader-elect-lease-duration", type=_seconds, default=DEFAULT_LEASE_DURATION)
-    p.add_argument("--leader-elect-renew-deadline", type=_seconds, default=DEFAULT_RENEW_DEADLINE)
-    p.add_argument("--leader-elect-retry-period", type=_seconds, default=DEFAULT_RETRY_PERIOD)
-    p.add_argument("--node-monitor-grace-period", type=_seconds, default=Settings.node_monitor_grace_period)
-    p.add_argument("--pod-eviction-timeout", type=_seconds, default=Settings.pod_eviction_timeout)
+    p.add_argument("--leader-elect-lease-duration", type=component.duration_flag, default=DEFAULT_LEASE_DURATION)
+    p.add_argument("--leader-elect-renew-deadline", type=component.duration_flag, default=DEFAULT_RENEW_DEADLINE)
+    p.add_argument("--leader-elect-retry-period", type=component.duration_flag, default=DEFAULT_RETRY_PERIOD)
+    p.add_argument("--node-monitor-grace-period", type=component.duration_flag, default=Settings.node_monitor_grace_period)
+    p.add_argument("--pod-eviction-timeout", type=component.duration_flag, default=Settings.pod_eviction_timeout)
     p.add_argument("--cluster-cidr", default=Settings.cluster_cidr, help="the pod network nodes' podCIDRs come from")
     p.add_argument("--node-cidr-mask-size", type=int, default=Settings.node_cidr_mask_size)
-    p.add_argument("--pod-gc-period", type=_seconds, default=Settings.pod_gc_period,
+    p.add_argument("--pod-gc-period", type=component.duration_flag, default=Settings.pod_gc_period,
                    help="how often the pod garbage collector runs (upstream: a fixed 20s)")
     p.add_argument("--terminated-pod-gc-threshold", type=int, default=Settings.terminated_pod_gc_threshold,
                    help="terminated pods kept before the oldest are deleted; 0 disables (default: %(default)s)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        asyncio.run(_run(args))
-    except (ConfigError, ValueError, TimeoutError) as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return component.run(_run(args), logging.getLogger("boxkube.controllers"))
 
 
 if __name__ == "__main__":

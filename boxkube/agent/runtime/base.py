@@ -85,12 +85,20 @@ class Runtime(abc.ABC):
     # Whether starting a container records the kubelet's Pulled event ("already present on
     # machine"): a simulated node has no images to speak of.
     records_image_events: ClassVar[bool] = True
+    # Whether the agent may switch this machine off and on when its Node says so (the simulated
+    # runtime's `sim.boxkube.dev/power` annotation); a real node is switched off by stopping it.
+    simulates_power: ClassVar[bool] = False
 
     async def start(self) -> None:
         """Connect to the engine (nothing to do for the simulated runtime)."""
 
     async def close(self) -> None:
         """Let go of the engine; running containers keep running."""
+
+    async def lose_power(self) -> None:
+        """The machine lost power: forget every sandbox and container as if they had never run (only
+        a runtime that `simulates_power` can)."""
+        raise NotImplementedError(f"the {self.name} runtime cannot simulate a power cut")
 
     @abc.abstractmethod
     def version(self) -> str:

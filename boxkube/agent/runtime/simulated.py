@@ -22,6 +22,15 @@ wins over `sim.boxkube.dev/exit-code` for container `web`):
 Durations are Go-style ("500ms", "2s", "1m") or plain seconds. A value that
 does not parse fails the container's start (RunContainerError naming the
 annotation), so a typo shows in `kubectl describe pod`.
+
+One annotation goes on the Node instead, and switches the whole simulated
+machine off and on (`boxkube node stop/start` sets and removes it):
+
+    sim.boxkube.dev/power         "off"    the machine has lost power: its agent stops renewing
+                                            its Lease and posting node status, stops acting on
+                                            pods, and every container is gone (`lose_power`);
+                                            without the annotation (or with "on") it boots
+                                            again, as a rebooted kubelet (see boxkube.agent.agent)
 """
 from __future__ import annotations
 
@@ -44,7 +53,14 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 PREFIX = "sim.boxkube.dev/"
+POWER_ANNOTATION = PREFIX + "power"
 SIGKILL_EXIT_CODE = 137
+
+
+def power_is_off(node: Obj) -> bool:
+    """Whether the Node says its simulated machine is switched off (`sim.boxkube.dev/power: "off"`)."""
+    value = ((node.get("metadata") or {}).get("annotations") or {}).get(POWER_ANNOTATION)
+    return isinstance(value, str) and value.strip().lower() == "off"
 
 
 @dataclass
@@ -125,6 +141,7 @@ class _Addresses:
 class SimulatedRuntime(Runtime):
     name = "simulated"
     records_image_events = False
+    simulates_power = True
 
     def __init__(self, node_name: str, start_delay: float = 0.2):
         self.node_name = node_name
@@ -152,6 +169,18 @@ class SimulatedRuntime(Runtime):
     async def close(self) -> None:
         for c in self._containers.values():
             c.cancel_timers()
+
+    async def lose_power(self) -> None:
+        """The machine lost power: every sandbox and container is gone, without an exit to report, and the
+        podCIDR is forgotten (the agent tells it again when it boots)."""
+        for c in self._containers.values():
+            c.cancel_timers()
+            c.stopped.set()          # nobody may wait for ever on a container that no longer exists
+        self._containers.clear()
+        self._sandboxes.clear()
+        self._addresses = None
+        while not self._events.empty():
+            self._events.get_nowait()
 
     # -- sandboxes --------------------------------------------------------------
 

@@ -42,3 +42,14 @@ class Provider(Protocol):
     def kubeconfig(self, name: str) -> Kubeconfig:
         """A kubeconfig (as a dict) for cluster `name` alone."""
         ...
+
+    def stop_node(self, name: str, node: str) -> bool:
+        """Stop node `node` of cluster `name` as a machine that loses power (the node agent stops
+        without a word; its containers are gone). False if it was stopped already; ClusterError for a
+        node the cluster does not have or that this provider cannot stop."""
+        ...
+
+    def start_node(self, name: str, node: str) -> bool:
+        """Start a stopped node again: it boots, rejoins the cluster and runs its pods anew. False if
+        it was running already; ClusterError as for `stop_node`."""
+        ...

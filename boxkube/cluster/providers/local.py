@@ -7,10 +7,15 @@ simulated node agents sharing one process (``python -m boxkube.agent
 --simulated``): their pods become Running without containers, which is how the
 control loops are exercised in seconds and without Docker. Pids, ports and logs
 are kept in the cluster's folder.
+
+`stop_node`/`start_node` switch one simulated node off and on through the API:
+they set and remove the annotation `sim.boxkube.dev/power: "off"` on its Node,
+which the nodes' process follows (see boxkube.agent.agent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -25,6 +30,7 @@ from boxkube.cluster.config import ClusterConfig
 from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.etcd import HOST, start_etcd, wait_for_etcd
 from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, write_kubeconfig
+from boxkube.cluster.names import DEFAULT_CLUSTER_NAME
 from boxkube.cluster.pki import (
     certificate_authority_data,
     generate_serving_certificates,
@@ -171,6 +177,60 @@ class LocalProvider:
             except OSError as e:
                 raise ClusterError(f"cannot read the CA certificate of cluster \"{name}\": {e.strerror or e}") from None
         return build_kubeconfig(name, state.server, state.token, ca_data)
+
+    def stop_node(self, name: str, node: str) -> bool:
+        return self._switch_node(name, node, off=True)
+
+    def start_node(self, name: str, node: str) -> bool:
+        return self._switch_node(name, node, off=False)
+
+    # -- nodes --------------------------------------------------------------
+
+    def _switch_node(self, name: str, node: str, off: bool) -> bool:
+        cdir = cluster_dir(self.home, name)
+        state = cdir.load()
+        if not cdir.kubeconfig_file.is_file():
+            raise ClusterError(f'cluster "{name}" has no kubeconfig yet (was its creation interrupted?)')
+        changed = asyncio.run(self._patch_power(cdir, node, off))
+        record = state.processes.get(NODES)
+        if changed and record is not None and not is_running(record):
+            log.warning("the simulated nodes of cluster %s are not running (pid %d exited; see %s): "
+                        "nothing follows the change", name, record.pid, cdir.log_file(NODES))
+        return changed
+
+    async def _patch_power(self, cdir: ClusterDir, node: str, off: bool) -> bool:
+        """Set (off) or remove (on) the node's power annotation; whether it changed."""
+        # Imported here: every other command starts without loading the API client.
+        from boxkube.agent.runtime.simulated import POWER_ANNOTATION, power_is_off
+        from boxkube.client import ApiClient, ApiError, ConfigError, TransportError, resource
+
+        name, nodes = cdir.name, resource("nodes")
+        try:
+            async with ApiClient.from_kubeconfig(cdir.kubeconfig_file, timeout=10.0, max_retries=2) as client:
+                try:
+                    obj = await client.get(nodes, node)
+                except ApiError as e:
+                    if e.is_not_found:
+                        flag = "" if name == DEFAULT_CLUSTER_NAME else f" --name {name}"
+                        raise ClusterError(f'no node "{node}" in cluster "{name}" '
+                                           f"(see: boxkube kubectl{flag} -- get nodes)") from None
+                    raise
+                runtime = (((obj.get("status") or {}).get("nodeInfo") or {}).get("containerRuntimeVersion") or "")
+                if not runtime.startswith("simulated://"):
+                    why = f"its runtime is {runtime}" if runtime else "no node agent has registered it"
+                    raise ClusterError(f'node "{node}" is not a simulated node ({why}); the local provider '
+                                       "can stop and start only its simulated nodes")
+                if power_is_off(obj) == off:
+                    return False
+                annotations = {POWER_ANNOTATION: "off" if off else None}     # None: merge-patch removes it
+                await client.patch(nodes, node, {"metadata": {"annotations": annotations}})
+                return True
+        except ApiError as e:
+            raise ClusterError(f'the API server of cluster "{name}" refused: {e}') from None
+        except TransportError as e:
+            raise ClusterError(f'cannot reach the API server of cluster "{name}": {e or type(e).__name__}') from None
+        except ConfigError as e:
+            raise ClusterError(f'the kubeconfig of cluster "{name}": {e}') from None
 
     # -- steps --------------------------------------------------------------
 
