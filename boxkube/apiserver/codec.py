@@ -1,11 +1,11 @@
 """Request bodies in, response bodies out, as kube-apiserver takes them: JSON, YAML and (requests only) protobuf."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import yaml
 
+from boxkube.api import jsonio
 from boxkube.apiserver import errors, protobuf
 
 MAX_BODY = 3 * 1024 * 1024       # upstream's --max-request-body-bytes default (3 MiB)
@@ -45,7 +45,7 @@ def decode_body(content_type: str, body: bytes) -> Any:
         if media_type(content_type).endswith("yaml"):
             obj = yaml.load(body, Loader=_YAMLLoader)
         else:
-            obj = json.loads(body)
+            obj = jsonio.loads(body)
     except (ValueError, yaml.YAMLError) as e:
         raise errors.bad_request(f"the body of the request could not be decoded: {_one_line(e)}") from None
     if not isinstance(obj, dict):
@@ -77,4 +77,4 @@ _YAMLLoader.yaml_implicit_resolvers = {
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return jsonio.dumps(obj)

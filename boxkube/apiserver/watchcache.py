@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from boxkube.api import jsonio
 from boxkube.storage.errors import Compacted
 from boxkube.storage.etcd import EtcdStore
 from boxkube.storage.types import Event, EventType
@@ -26,7 +26,7 @@ REGISTRY_PREFIX = "/registry/"
 
 def decode(value: bytes, revision: int) -> dict[str, Any]:
     """An object as stored, with its resourceVersion (the etcd revision) filled in."""
-    obj = json.loads(value)
+    obj = jsonio.loads(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
     return obj
 
@@ -46,10 +46,10 @@ class Change:
     def encoded(self, watch_type: str, obj: dict[str, Any] | None = None) -> bytes:
         """`{"type":..,"object":..}\\n`, serialized once per type and shared by every watcher."""
         if obj is not None:
-            return json.dumps({"type": watch_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+            return jsonio.dumps({"type": watch_type, "object": obj}) + b"\n"
         line = self._encoded.get(watch_type)
         if line is None:
-            line = json.dumps({"type": watch_type, "object": self.obj}, separators=(",", ":")).encode() + b"\n"
+            line = jsonio.dumps({"type": watch_type, "object": self.obj}) + b"\n"
             self._encoded[watch_type] = line
         return line
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -34,6 +33,7 @@ from typing import Any, NamedTuple
 import aiohttp
 
 import boxkube
+from boxkube.api import jsonio
 from boxkube.client.config import ClientConfig
 from boxkube.client.errors import ApiError, TransportError
 from boxkube.client.resources import ResourceType, resource, resource_path
@@ -118,7 +118,7 @@ class Watch:
                 for line in lines:
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    event = jsonio.loads(line)
                     if event.get("type") == ERROR:
                         raise ApiError(event.get("object") or {"code": 500, "message": "watch ERROR event without a Status"})
                     yield WatchEvent(event["type"], event["object"])
@@ -211,7 +211,7 @@ class ApiClient:
         headers = {}
         content: bytes | None = None
         if body is not None:
-            content = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else json.dumps(body).encode()
+            content = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else jsonio.dumps(body)
             headers["Content-Type"] = content_type
         attempt = 0
         while True:
@@ -224,7 +224,7 @@ class ApiClient:
                 log.debug("%s %s: %s; retrying in %.2fs", method, path, e, delay)
             else:
                 if answer.status < 300:
-                    return json.loads(answer.body) if answer.body else {}
+                    return jsonio.loads(answer.body) if answer.body else {}
                 delay = answer.retry_after()
                 if delay is None or attempt >= self.max_retries:
                     raise ApiError.from_response(answer.status, answer.body)
