@@ -4,18 +4,8 @@ student or a CI job would."""
 from __future__ import annotations
 
 import json
-import time
 
-
-def until(check, timeout: float = 30.0, what: str = "condition"):
-    """Poll `check()` until it returns something truthy; fail naming `what` and the last value."""
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
+from e2e_support import until
 
 
 def pods(cluster, *selector: str, namespace: str = "default") -> list[dict]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
+from e2e_support import until
 
 from tests.conftest import Cluster, made_cluster
 
@@ -30,16 +30,6 @@ def boxkube(cluster: Cluster, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=cluster.env, timeout=60)
 
 
-def until(check, timeout: float = 40.0, what: str = "condition"):
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
-
-
 def ready_status(cluster: Cluster, node: str) -> str:
     obj = json.loads(cluster.kubectl("get", "node", node, "-o", "json").stdout)
     return next(c["status"] for c in obj["status"]["conditions"] if c["type"] == "Ready")
@@ -58,20 +48,20 @@ def test_a_stopped_node_is_lost_its_pods_heal_elsewhere_and_it_comes_back(two_no
     stopped = boxkube(cluster, "node", "stop", victim)
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stderr.startswith(f'Stopped node "{victim}"')
-    until(lambda: ready_status(cluster, victim) == "Unknown", what=f"{victim} Unknown")
+    until(lambda: ready_status(cluster, victim) == "Unknown", what=f"{victim} Unknown", timeout=40)
 
     def healed():
         live = [p for p in pods(cluster) if not p["metadata"].get("deletionTimestamp")]
         return len(live) == 2 and all(p["status"].get("phase") == "Running" and p["spec"]["nodeName"] != victim
                                       for p in live)
-    until(healed, what=f"2 pods Running off {victim}")
+    until(healed, what=f"2 pods Running off {victim}", timeout=40)
     # The evicted pod waits for its node to confirm it is gone: nobody is there to.
     assert any(p["metadata"].get("deletionTimestamp") and p["spec"]["nodeName"] == victim for p in pods(cluster))
 
     started = boxkube(cluster, "node", "start", victim)
     assert started.returncode == 0, started.stderr
-    until(lambda: ready_status(cluster, victim) == "True", what=f"{victim} Ready again")
-    until(lambda: len(pods(cluster)) == 2, what="the evicted pod cleaned up by its rebooted node")
+    until(lambda: ready_status(cluster, victim) == "True", what=f"{victim} Ready again", timeout=40)
+    until(lambda: len(pods(cluster)) == 2, what="the evicted pod cleaned up by its rebooted node", timeout=40)
     again = boxkube(cluster, "node", "start", victim)
     assert (again.returncode, again.stderr) == (0, f'Node "{victim}" is already running; nothing to do.\n')
     events = cluster.kubectl("get", "events", "--field-selector", f"involvedObject.name={victim}").stdout
