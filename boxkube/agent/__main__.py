@@ -2,21 +2,31 @@
 
     python -m boxkube.agent --kubeconfig KUBECONFIG --simulated --nodes 100 --name-prefix boxkube-worker
     python -m boxkube.agent --kubeconfig KUBECONFIG --simulated --node-name boxkube-worker
+    python -m boxkube.agent --kubeconfig KUBECONFIG --runtime docker --node-name boxkube-worker \
+        [--docker-host unix:///var/run/docker.sock] [--root-dir /var/lib/boxkube] [--node-ip IP]
 
 Simulated nodes are named as kind names its workers: PREFIX, PREFIX2, PREFIX3...
 All of them share one process, one API client and one pod watch.
+
+`--runtime docker` runs one node (`--node-name`, by default this machine's
+hostname) whose pods are containers of the Docker engine at `--docker-host`
+(default: $DOCKER_HOST, else the local socket): inside a boxkube node, its
+inner engine. Its InternalIP is `--node-ip`, by default the address this
+machine reaches the outside from.
 """
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import logging
+import socket
 import sys
 
 from boxkube import component
 from boxkube.agent.agent import AgentGroup
 from boxkube.agent.config import AgentSettings, NodeConfigError, NodeSettings, node_settings, read_node_configs
-from boxkube.agent.runtime.base import Runtime
+from boxkube.agent.runtime.base import Runtime, RuntimeFailure
+from boxkube.agent.runtime.docker import DEFAULT_PAUSE_IMAGE, DEFAULT_ROOT_DIR, DockerRuntime, EngineUnreachable
 from boxkube.agent.runtime.simulated import SimulatedRuntime
 from boxkube.client import ApiClient
 
@@ -32,6 +42,10 @@ def node_names(prefix: str, count: int) -> list[str]:
 
 def _nodes(args: argparse.Namespace) -> list[NodeSettings]:
     configs = read_node_configs(args.node_config) if args.node_config else []
+    if args.runtime == "docker":
+        nodes = node_settings([args.node_name or socket.gethostname()], configs)
+        nodes[0].internal_ip = args.node_ip or _own_ip()
+        return nodes
     if args.node_name:
         names = [args.node_name]
     else:
@@ -39,28 +53,59 @@ def _nodes(args: argparse.Namespace) -> list[NodeSettings]:
         names = node_names(args.name_prefix, count)
     nodes = node_settings(names, configs)
     for i, node in enumerate(nodes):
-        node.internal_ip = str(_SIMULATED_NODE_NETWORK.network_address + 2 + i)
+        node.internal_ip = args.node_ip if args.node_ip and len(nodes) == 1 else \
+            str(_SIMULATED_NODE_NETWORK.network_address + 2 + i)
     return nodes
+
+
+def _own_ip() -> str:
+    """The address this machine reaches the outside from (the kubelet's default node IP); no packet is sent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def _runtimes(args: argparse.Namespace, nodes: list[NodeSettings]) -> dict[str, Runtime]:
+    if args.runtime == "docker":
+        return {n.name: DockerRuntime(n.name, base_url=args.docker_host, root_dir=args.root_dir,
+                                      pause_image=args.pause_image, network=args.docker_network) for n in nodes}
+    return {n.name: SimulatedRuntime(n.name, start_delay=args.start_delay) for n in nodes}
 
 
 async def _run(args: argparse.Namespace) -> None:
     settings = AgentSettings(lease_duration=args.lease_duration, lease_renew_interval=args.lease_renew_interval,
                              status_report_interval=args.status_report_interval)
     nodes = _nodes(args)
-    runtimes: dict[str, Runtime] = {n.name: SimulatedRuntime(n.name, start_delay=args.start_delay) for n in nodes}
-    async with ApiClient.from_kubeconfig(args.kubeconfig, user_agent="kubelet/boxkube") as client:
-        group = AgentGroup(client, nodes, lambda n: runtimes[n.name], settings)
-        try:
+    runtimes = _runtimes(args, nodes)
+    try:
+        for runtime in runtimes.values():
+            await runtime.start()       # before the group: the Node shows the engine's version
+        async with ApiClient.from_kubeconfig(args.kubeconfig, user_agent="kubelet/boxkube") as client:
+            group = AgentGroup(client, nodes, lambda n: runtimes[n.name], settings)
             await group.run()
-        finally:
-            for runtime in runtimes.values():
-                await runtime.close()
+    finally:
+        for runtime in runtimes.values():
+            await runtime.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m boxkube.agent", description="boxkube node agent")
     p.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
-    p.add_argument("--simulated", action="store_true", help="run pods on the simulated runtime (no containers)")
+    p.add_argument("--runtime", choices=("simulated", "docker"),
+                   help="what runs the pods: simulated (no containers; many nodes in one process) or docker "
+                        "(one node, its pods containers of a Docker engine)")
+    p.add_argument("--simulated", action="store_true", help="the same as --runtime simulated")
+    p.add_argument("--docker-host", help="the Docker engine of --runtime docker, as DOCKER_HOST (unix://..., "
+                                         "tcp://...; default: $DOCKER_HOST, else the local socket)")
+    p.add_argument("--root-dir", default=DEFAULT_ROOT_DIR,
+                   help="where the docker runtime keeps pods' volumes (the engine bind-mounts them from here)")
+    p.add_argument("--pause-image", default=DEFAULT_PAUSE_IMAGE, help="the image of pods' pause containers")
+    p.add_argument("--docker-network", help="the engine's network pods join (default: its bridge)")
+    p.add_argument("--node-ip", help="the node's InternalIP (--runtime docker: default the address this "
+                                     "machine reaches the outside from)")
     p.add_argument("--node-name", help="run one node of this name")
     p.add_argument("--nodes", type=int, help="how many simulated nodes to run (default: the node config's count, or 1)")
     p.add_argument("--name-prefix", default="boxkube-worker", help="simulated nodes' names: PREFIX, PREFIX2, ...")
@@ -74,13 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.simulated:
-        print("ERROR: only the simulated runtime exists so far: add --simulated", file=sys.stderr)
+    if args.simulated:
+        if args.runtime == "docker":
+            print("ERROR: --simulated and --runtime docker contradict each other", file=sys.stderr)
+            return 2
+        args.runtime = "simulated"
+    if args.runtime is None:
+        print("ERROR: say what runs the pods: --runtime docker, or --runtime simulated (--simulated)", file=sys.stderr)
+        return 2
+    if args.runtime == "docker" and args.nodes not in (None, 1):
+        print("ERROR: --runtime docker runs one node (--node-name); --nodes is for simulated nodes", file=sys.stderr)
         return 2
     if args.nodes is not None and args.nodes < 1:
         print("ERROR: --nodes must be at least 1", file=sys.stderr)
         return 2
-    return component.run(_run(args), log, failures=(NodeConfigError,))
+    return component.run(_run(args), log, failures=(NodeConfigError, EngineUnreachable, RuntimeFailure))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from boxkube.agent import volumes
 from boxkube.agent.backoff import Backoff
 from boxkube.agent.config import AgentSettings, NodeSettings
 from boxkube.agent.heartbeat import Periodic
@@ -337,6 +338,7 @@ class NodeAgent:
                     if c.sandbox_id == sandbox.id:
                         await self.runtime.stop_container(c.id, 0)
                 await self.runtime.remove_sandbox(sandbox.id)
+        await volumes.remove_orphans(self.runtime.root_dir, known)     # folders of pods deleted meanwhile
         self._started()
 
     def _started(self) -> None:

@@ -5,7 +5,12 @@ update from the API, a container exiting, a back-off ending — and then syncs:
 it reads the pod and the runtime and takes the steps the kubelet would:
 
 - sandbox first (its IP comes from the node's podCIDR; without one the pod
-  waits, with a NetworkNotReady event);
+  waits, with a NetworkNotReady event), after the pod's volumes are set up
+  (boxkube.agent.volumes; one that can't be, such as a missing ConfigMap, holds
+  the pod in ContainerCreating with FailedMount events, retried);
+- before each container starts, its environment and command line are resolved
+  (boxkube.agent.podconfig) and passed to the runtime with its mounts; a
+  missing ConfigMap, Secret or key makes it wait in CreateContainerConfigError;
 - init containers one at a time, in order (restartable "sidecar" ones keep
   running beside the rest), then every container;
 - restartPolicy decides whether an exited container comes back, after the
@@ -14,6 +19,8 @@ it reads the pod and the runtime and takes the steps the kubelet would:
   it changed, by a writer beside the worker (the kubelet's status manager):
   the worker never waits for the API, and under load intermediate statuses
   are skipped in favour of the latest;
+- a sandbox that died (its pause container killed, the node restarted) is
+  replaced by a new one, and the containers start again in it (SandboxChanged);
 - a container the API shows running that the runtime no longer has (its
   machine lost power, or rebooted) comes back with its restartCount counted
   up and lastState `ContainerStatusUnknown` (exit code 137), as upstream's
@@ -33,8 +40,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 
+from boxkube.agent import podconfig, volumes
 from boxkube.agent.backoff import go_duration
-from boxkube.agent.runtime.base import ContainerInfo, RuntimeFailure, Sandbox
+from boxkube.agent.runtime.base import ContainerConfig, ContainerInfo, RuntimeFailure, Sandbox
 from boxkube.agent.status import KUBELET_CONDITIONS, ContainerRecord, pod_status
 from boxkube.api.times import now_rfc3339
 from boxkube.client import ApiError, resource
@@ -88,7 +96,9 @@ class PodWorker:
         self.pod = pod
         self.gone = False                               # deleted from the API
         self.sandbox: Sandbox | None = None
+        self._dead_sandbox = ""                         # replaced by a new one, to be removed
         self.pod_ip = ""
+        self.volumes: volumes.PodVolumes | None = None  # set up on the node (before the sandbox)
         self.current: dict[str, ContainerInfo] = {}     # latest instance of each container
         self.previous: dict[str, ContainerInfo] = {}    # the one before it: lastState
         self.waiting: dict[str, tuple[str, str]] = {}   # why a container is not running: (reason, message)
@@ -103,6 +113,7 @@ class PodWorker:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._failures = 0
+        self._config_failures: dict[str, int] = {}      # volumes (""), a container's config: failed attempts in a row
         self._desired: Obj | None = None                # the status waiting to be written
         self._writer: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
@@ -239,6 +250,8 @@ class PodWorker:
         if self.start_time is None:
             self.start_time = now_rfc3339()
         runtime = self.node.runtime
+        if self.sandbox is not None and not await self._sandbox_alive(pod):
+            return
         host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         if self.sandbox is None:
             ready, why = runtime.network_ready()
@@ -250,9 +263,20 @@ class PodWorker:
                                 f"reason:NetworkPluginNotReady message:{why}")
                 self._publish(pod)
                 return          # the node wakes its pods when the podCIDR arrives
+        if self.volumes is None and not await self._set_up_volumes(pod):
             self._publish(pod)
-            self.sandbox = await runtime.run_sandbox(pod)
+            return
+        if self.sandbox is None:
+            self._publish(pod)
+            try:
+                self.sandbox = await runtime.run_sandbox(pod)
+            except RuntimeFailure as e:
+                self._event(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
+                raise
             self.pod_ip = self.node.host_ip if host_network else self.sandbox.ip
+            if self._dead_sandbox:
+                await runtime.remove_sandbox(self._dead_sandbox)
+                self._dead_sandbox = ""
         self._publish(pod)
         if await self._init_containers(pod):
             for c in (pod.get("spec") or {}).get("containers") or []:
@@ -265,6 +289,24 @@ class PodWorker:
             await self._finish(pod)
             return
         self._publish(pod, status)
+
+    async def _sandbox_alive(self, pod: Obj) -> bool:
+        """Whether the pod's sandbox still holds its namespaces. A dead one (its pause container was
+        killed, or the node restarted) is replaced, its containers stopped and started again in the new
+        one, as upstream's computePodActions; a restartPolicy Never pod whose containers already ran gets
+        no new sandbox and ends instead. False when this sync is over."""
+        assert self.sandbox is not None
+        fresh = await self.node.runtime.sandbox_status(self.sandbox.id)
+        if fresh is not None and fresh.ready:
+            return True
+        if (pod.get("spec") or {}).get("restartPolicy", "Always") == "Never" and self.current:
+            await self._finish(pod)
+            return False
+        self._event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+        await self._stop_all(pod, self._grace(pod), record=True)
+        # Removed once the new one exists, so that the runtime counts the new one as the next attempt.
+        self._dead_sandbox, self.sandbox, self.pod_ip = self.sandbox.id, None, ""
+        return True
 
     async def _init_containers(self, pod: Obj) -> bool:
         """Move the init containers along; whether they are done (sidecars: started) so the rest may start."""
@@ -327,7 +369,15 @@ class PodWorker:
         info = self.current.get(name)
         attempt = info.attempt + 1 if info is not None else self._seed_attempt(pod, name)
         try:
-            started = await runtime.start_container(self.sandbox, pod, container, attempt)
+            config = await self._container_config(pod, container)
+        except podconfig.ConfigError as e:
+            # Upstream's kubelet tries again at its next sync of the pod; not a crash, so no back-off.
+            self.waiting[name] = ("CreateContainerConfigError", str(e))
+            self._event(pod, "Warning", "Failed", f"Error: {e}", ref)
+            self._retry_config(name)
+            return False
+        try:
+            started = await runtime.start_container(self.sandbox, pod, container, attempt, config)
         except RuntimeFailure as e:
             self.waiting[name] = (e.reason, str(e))
             self._event(pod, "Warning", "Failed", f"Error: {e}", ref)
@@ -345,6 +395,40 @@ class PodWorker:
         self._event(pod, "Normal", "Created", f"Created container: {name}", ref)
         self._event(pod, "Normal", "Started", f"Started container {name}", ref)
         return started.state == "running"
+
+    async def _set_up_volumes(self, pod: Obj) -> bool:
+        """Make the pod's volumes on the node; False (with a FailedMount event, and a sync later) when one can't be."""
+        source = podconfig.ObjectSource(self.node.client, self.namespace)
+        try:
+            self.volumes = await volumes.prepare(pod, source, self.node.runtime.root_dir,
+                                                 self.node.settings.full_capacity())
+        except volumes.VolumeError as e:
+            self._event(pod, "Warning", "FailedMount", str(e))
+            self._retry_config("")
+            return False
+        self._config_failures.pop("", None)
+        return True
+
+    async def _container_config(self, pod: Obj, container: Obj) -> ContainerConfig:
+        """What the runtime needs resolved to start the container (ConfigError when it cannot be)."""
+        assert self.volumes is not None
+        source = podconfig.ObjectSource(self.node.client, self.namespace)
+        env = await podconfig.environment(pod, container, source, pod_ip=self.pod_ip, host_ip=self.node.host_ip,
+                                          allocatable=self.node.settings.full_capacity())
+        command, args = podconfig.command_line(container, env)
+        mounts = self.volumes.mounts(container, dict(env))
+        message_file, message_mount = self.volumes.termination_message_file(container)
+        if message_mount is not None:
+            mounts.append(message_mount)
+        self._config_failures.pop(container["name"], None)
+        return ContainerConfig(env=env, command=command, args=args, mounts=mounts,
+                               termination_message_file=message_file)
+
+    def _retry_config(self, what: str) -> None:
+        """Sync again soon, then less often (upstream's kubelet: its pod worker's back-off after a failed sync)."""
+        failures = self._config_failures.get(what, 0)
+        self._wake_at(time.time() + min(_RETRY * 2 ** failures, _RETRY_MAX))
+        self._config_failures[what] = failures + 1
 
     def _seed_attempt(self, pod: Obj, name: str) -> int:
         """The first instance this agent starts: after the runtime lost a container (a node
@@ -404,9 +488,15 @@ class PodWorker:
         await self._refresh()
 
     async def _remove_sandbox(self) -> None:
+        """Give back the sandbox, and the pod's folder on the node with its volumes."""
+        if self._dead_sandbox:
+            await self.node.runtime.remove_sandbox(self._dead_sandbox)
+            self._dead_sandbox = ""
         if self.sandbox is not None:
             await self.node.runtime.remove_sandbox(self.sandbox.id)
             self.sandbox = None
+        await volumes.remove_pod_dir(self.node.runtime.root_dir, self.uid)
+        self.volumes = None
 
     # -- status ---------------------------------------------------------------------
 

@@ -17,16 +17,24 @@ Shaped after the CRI the kubelet drives, cut down to what boxkube needs:
   it from the engine's event stream.
 - `list_sandboxes()`/`list_containers()` tell an agent that (re)starts what
   already exists, so it adopts running pods instead of starting them twice.
+- what the kubelet works out for a container before it asks the runtime —
+  environment resolved from ConfigMaps, Secrets and the downward API, `$(VAR)`
+  references expanded in command and args, volumes materialised as folders
+  and files — is the agent's job (boxkube.agent.podconfig, boxkube.agent.volumes),
+  the same for every runtime: `start_container` gets it as a `ContainerConfig`
+  (the kubelet's RunContainerOptions). Volume files live under the runtime's
+  `root_dir`, a folder that the agent writes and the engine can bind-mount from;
+  a runtime without one (the simulated) gets none written.
 
-Probes' exec and HTTP hooks and logs/exec streaming are added with the Docker
-runtime. A runtime object belongs to one node; whoever makes it closes it (an
-agent that restarts in the same process gets the same runtime back).
+Probes' exec and HTTP hooks and logs/exec streaming are still to come. A
+runtime object belongs to one node; whoever makes it closes it (an agent that
+restarts in the same process gets the same runtime back).
 """
 from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 Obj = dict[str, Any]
@@ -72,6 +80,34 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A folder or file of the node (`host_path`) bind-mounted into a container at `container_path`."""
+
+    container_path: str
+    host_path: str
+    read_only: bool = False
+
+
+@dataclass
+class ContainerConfig:
+    """What the agent resolved for one container before starting it (the kubelet's RunContainerOptions):
+    the runtime uses these instead of the pod spec's `env`, `command` and `args`."""
+
+    env: list[tuple[str, str]] = field(default_factory=list)   # in order, every value literal
+    command: list[str] | None = None      # $(VAR) expanded; None: the image's ENTRYPOINT
+    args: list[str] | None = None         # $(VAR) expanded; None: the image's CMD (unless command is given)
+    mounts: list[Mount] = field(default_factory=list)
+    # The node's file behind the container's terminationMessagePath ("" when none is mounted).
+    termination_message_file: str = ""
+
+    @classmethod
+    def literal(cls, container: Obj) -> "ContainerConfig":
+        """The container's own literal values, nothing resolved (for callers that resolve nothing)."""
+        env = [(e["name"], e.get("value") or "") for e in container.get("env") or [] if "valueFrom" not in e]
+        return cls(env=env, command=container.get("command") or None, args=container.get("args") or None)
+
+
+@dataclass(frozen=True)
 class RuntimeEvent:
     """Something changed for a container of pod `pod_uid`: the agent re-syncs that pod."""
 
@@ -88,6 +124,9 @@ class Runtime(abc.ABC):
     # Whether the agent may switch this machine off and on when its Node says so (the simulated
     # runtime's `sim.boxkube.dev/power` annotation); a real node is switched off by stopping it.
     simulates_power: ClassVar[bool] = False
+    # The folder where the agent writes pods' volumes for the engine to bind-mount (the kubelet's
+    # --root-dir); None: the runtime mounts nothing, so no files are written.
+    root_dir: str | None = None
 
     async def start(self) -> None:
         """Connect to the engine (nothing to do for the simulated runtime)."""
@@ -125,9 +164,11 @@ class Runtime(abc.ABC):
     async def image_present(self, image: str) -> bool: ...
 
     @abc.abstractmethod
-    async def start_container(self, sandbox: Sandbox, pod: Obj, container: Obj, attempt: int) -> ContainerInfo:
-        """Create and start instance `attempt` of `container` (the pod spec's entry) in `sandbox`;
-        returns it running (or already exited). RuntimeFailure when it can't."""
+    async def start_container(self, sandbox: Sandbox, pod: Obj, container: Obj, attempt: int,
+                              config: ContainerConfig | None = None) -> ContainerInfo:
+        """Create and start instance `attempt` of `container` (the pod spec's entry) in `sandbox`, with
+        the environment, command, args and mounts the agent resolved (`config`; without one, the
+        container's literal values); returns it running (or already exited). RuntimeFailure when it can't."""
 
     @abc.abstractmethod
     async def stop_container(self, container_id: str, grace_period: float) -> None:
@@ -144,6 +185,11 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     async def list_sandboxes(self) -> list[Sandbox]: ...
+
+    async def sandbox_status(self, sandbox_id: str) -> Sandbox | None:
+        """The sandbox as it is now (`ready`: its namespaces are still held, e.g. the pause container
+        runs); None if it is gone. A runtime with a cheaper way than listing them all overrides it."""
+        return next((s for s in await self.list_sandboxes() if s.id == sandbox_id), None)
 
     @abc.abstractmethod
     async def list_containers(self) -> list[ContainerInfo]:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boxkube
-from boxkube.agent.runtime.base import ContainerInfo, Runtime, RuntimeEvent, RuntimeFailure, Sandbox
+from boxkube.agent.runtime.base import ContainerConfig, ContainerInfo, Runtime, RuntimeEvent, RuntimeFailure, Sandbox
 from boxkube.cluster.config import parse_duration
 
 log = logging.getLogger(__name__)
@@ -207,12 +207,18 @@ class SimulatedRuntime(Runtime):
     async def list_sandboxes(self) -> list[Sandbox]:
         return list(self._sandboxes.values())
 
+    async def sandbox_status(self, sandbox_id: str) -> Sandbox | None:
+        return self._sandboxes.get(sandbox_id)
+
     # -- containers -------------------------------------------------------------
 
     async def image_present(self, image: str) -> bool:
         return True
 
-    async def start_container(self, sandbox: Sandbox, pod: Obj, container: Obj, attempt: int) -> ContainerInfo:
+    async def start_container(self, sandbox: Sandbox, pod: Obj, container: Obj, attempt: int,
+                              config: ContainerConfig | None = None) -> ContainerInfo:
+        # `config` (resolved env, mounts) has nothing to act on here: the agent resolving it is what
+        # makes a missing ConfigMap key fail the start on a simulated node as on a real one.
         if sandbox.id not in self._sandboxes:
             raise RuntimeFailure("CreateContainerError", f"sandbox {sandbox.id[:12]} does not exist")
         name = container["name"]
