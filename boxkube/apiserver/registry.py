@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from boxkube.api.times import now_rfc3339
-from boxkube.apiserver import errors, managedfields, patch, schema, selectors, validation
+from boxkube.apiserver import errors, managedfields, patch, roundtrip, schema, selectors, validation
 from boxkube.apiserver.allocators import ClusterIPs, NodePorts
 from boxkube.apiserver.errors import APIError
 from boxkube.apiserver.resources import RESOURCES, ResourceType, by_kind
@@ -262,6 +262,7 @@ class Registry:
         else:
             meta.pop("namespace", None)
         self._check_unknown_fields(rt, obj, opts)
+        self._as_go_decodes(rt, obj)
         for key in _SERVER_META:
             meta.pop(key, None)
         meta.pop("resourceVersion", None)
@@ -335,6 +336,11 @@ class Registry:
             raise validation.strict_error(unknown) if patching else \
                 validation.strict_error(unknown, kind=rt.kind, version=rt.version)
         opts.warnings.extend(validation.warnings_for(unknown))
+
+    def _as_go_decodes(self, rt: ResourceType, obj: Obj) -> None:
+        """Every written object, before defaulting: what decoding it into its Go struct keeps (zero values
+        of omitempty fields go, JSON nulls become nil or zero), as upstream stores and prints it."""
+        roundtrip.normalize(self.definition(rt), obj)
 
     @staticmethod
     def definition(rt: ResourceType) -> str:
@@ -415,6 +421,7 @@ class Registry:
                      subresource: str = "", tracked: bool = False) -> Obj:
         """Store `new` over `old` (read at `revision`) after the update rules; the common tail of PUT and PATCH."""
         st = self.strategy(rt)
+        self._as_go_decodes(rt, new)
         meta, old_meta = _meta(new), old["metadata"]
         for key in _SERVER_META + ("name", "namespace"):
             if key == "uid" and meta.get("uid"):
