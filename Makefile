@@ -1,6 +1,8 @@
 # boxkube: `make install` once, `make test` to run the tests.
 # `make test` installs first when nothing is installed yet or pyproject.toml
 # changed since the last install (so a fresh clone needs only `make test`).
+# `make install` also installs the host programs that `boxkube build node-image`
+# needs (debootstrap, busybox-static) with apt-get when they are missing.
 
 PYTHON ?= python3
 INSTALLED := build/.installed
@@ -10,10 +12,12 @@ PYTEST_ARGS ?=
 
 install:
 	$(PYTHON) -m pip install --disable-pip-version-check -e '.[test]'
+	@# debootstrap and busybox-static, for `boxkube build node-image` (apt-get when missing)
+	sh node-image/install-host-packages.sh
 	@mkdir -p $(dir $(INSTALLED))
 	@touch $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml node-image/install-host-packages.sh
 	$(MAKE) install
 
 test: $(INSTALLED)

@@ -14,6 +14,7 @@ from boxkube.cluster.config import load_config
 from boxkube.cluster.create import create_cluster
 from boxkube.cluster.delete import delete_cluster
 from boxkube.cluster.errors import ClusterError
+from boxkube.cluster.images import BuildOptions, build_node_image
 from boxkube.cluster.kubeconfig import dump_kubeconfig
 from boxkube.cluster.names import DEFAULT_CLUSTER_NAME, validate_cluster_name
 from boxkube.cluster.providers import available_providers
@@ -160,6 +161,15 @@ def start_node_command(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     say(f'Started node "{node}": it reboots, rejoins the cluster and becomes Ready within seconds;')
     say("the pods still bound to it start again, and those deleted meanwhile are cleaned up.")
+    return 0
+
+
+def build_node_image_command(args: argparse.Namespace, ctx: Context) -> int:
+    options = BuildOptions(rebuild=args.rebuild, rebuild_base=args.rebuild_base, mirror=args.debian_mirror)
+    progress = ctx.progress()
+    images = build_node_image(options, environ=ctx.environ, progress=progress)
+    progress.info(f"Node image: {images.node}")
+    progress.info(f"Workload images: {', '.join(images.workloads)}")
     return 0
 
 

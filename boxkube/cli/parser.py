@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from boxkube.cli import commands
 from boxkube.cli.context import Context
+from boxkube.cluster.images.base import DEFAULT_MIRROR
 from boxkube.cluster.names import DEFAULT_CLUSTER_NAME
 from boxkube.cluster.providers import DEFAULT_PROVIDER, PROVIDER_NAMES
 from boxkube.cluster.spec import DEFAULT_WAIT_SECONDS
@@ -111,6 +112,19 @@ def _delete_cluster_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _build_node_image_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rebuild", action="store_true", help="build the node and workload images even when they are up to date"
+    )
+    parser.add_argument(
+        "--rebuild-base", action="store_true", help="also build the Debian base again (debootstrap, a minute or two)"
+    )
+    parser.add_argument(
+        "--debian-mirror", metavar="URL", default=DEFAULT_MIRROR,
+        help=f"the Debian mirror the base is made from (default: {DEFAULT_MIRROR})",
+    )
+
+
 def _no_flags(parser: argparse.ArgumentParser) -> None:
     pass
 
@@ -169,6 +183,12 @@ COMMANDS: Sequence[Command] = (
         "Start a stopped node again: it reboots and rejoins the cluster",
         _node_flags,
         commands.start_node_command,
+    ),
+    Command(
+        ("build", "node-image"),
+        "Build the node image and the workload images (pause, busybox, hello) with no registry",
+        _build_node_image_flags,
+        commands.build_node_image_command,
     ),
     Command(("version",), "Print the version of boxkube", _no_flags, commands.version_command),
 )
