@@ -29,7 +29,6 @@ How the API server uses it:
 """
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import logging
@@ -39,6 +38,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from boxkube.api import jsonio
 from boxkube.apiserver import schema
 from boxkube.apiserver.gofmt import GO_MAP, go_type, go_v, json_kind
 from boxkube.apiserver.errors import APIError, bad_request, field_cause, invalid
@@ -656,7 +656,7 @@ def _merge(lhs: Any, rhs: Any, t: _Type | None) -> Any:
         if not t.atomic and (llist or rlist):
             merged_list = _merge_list(t, llist or [], rlist or [])
             return merged_list if merged_list else _ABSENT
-    return copy.deepcopy(rhs if rhs is not _ABSENT else lhs)
+    return jsonio.copy(rhs if rhs is not _ABSENT else lhs)
 
 
 _DUP = object()
@@ -1074,7 +1074,7 @@ def _zero_object(definition_name: str, like: dict[str, Any]) -> dict[str, Any]:
             zero[key] = like[key]
     zero["metadata"] = {"creationTimestamp": None}
     if definition_name in _ZERO:
-        zero.update(copy.deepcopy(_ZERO[definition_name]))
+        zero.update(jsonio.copy(_ZERO[definition_name]))
     else:
         props = schema.definition(definition_name).get("properties", {})
         for key in ("spec", "status"):
@@ -1172,7 +1172,7 @@ def _allowed_conflicts_from_last_applied(live: dict[str, Any], api_version: str,
 
 
 def _build_last_applied(applied: dict[str, Any]) -> str:
-    obj = copy.deepcopy(applied)
+    obj = jsonio.copy(applied)
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         annotations = meta.get("annotations")
@@ -1253,7 +1253,7 @@ def track_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: st
     except Exception:  # UpdateNoErrors: keep the live object's managedFields
         log.exception("failed to update managedFields of %s %s (kept the previous ones)", definition_name,
                       (new.get("metadata") or {}).get("name"))
-        result = copy.deepcopy(new)
+        result = jsonio.copy(new)
         _set_managed_fields(result, live_entries if isinstance(live_entries, list) else None)
     return result
 
@@ -1318,7 +1318,7 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], *, manager: str,
         raise APIError(500, "", f"failed to create typed patch object ({namespace}/{name}; "
                                 f"{_gvk_string(applied.get('apiVersion'), applied.get('kind'))}): {text}")
 
-    live_obj = copy.deepcopy(live) if live is not None else _zero_object(definition_name, applied)
+    live_obj = jsonio.copy(live) if live is not None else _zero_object(definition_name, applied)
     try:
         managers, times = _decode((live_obj.get("metadata") or {}).get("managedFields"))
     except ValueError as e:
@@ -1326,7 +1326,7 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], *, manager: str,
     live_obj = _without_managed_fields(live_obj)
     ignored = _ignored(definition_name, subresource, reset_fields)
     key = _manager_key(manager, "Apply", api_version, subresource)
-    config = copy.deepcopy(applied)
+    config = jsonio.copy(applied)
 
     try:
         merged, managers = _smd_apply(live_obj, config, api_version, managers, key, force, t, ignored)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import copy
 import json
 import logging
 import random
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+from boxkube.api import jsonio
 from boxkube.api.times import now_rfc3339
 from boxkube.apiserver import errors, managedfields, patch, roundtrip, schema, selectors, validation
 from boxkube.apiserver.allocators import ClusterIPs, NodePorts
@@ -81,7 +81,7 @@ def _restore(new: Obj, old: Obj, path: tuple[str, ...]) -> None:
     if source is _MISSING:
         target.pop(path[-1], None)
     else:
-        target[path[-1]] = copy.deepcopy(source)
+        target[path[-1]] = jsonio.copy(source)
 
 
 _MISSING = object()
@@ -471,7 +471,7 @@ class Registry:
             if kv is None:
                 raise errors.not_found(rt.plural, name, rt.group)
             old = decode(kv.value, kv.mod_revision)
-            new = mutate(copy.deepcopy(old))
+            new = mutate(jsonio.copy(old))
             new = self._merge_subresource(rt, old, new, subresource)
             try:
                 return await self._write(rt, old, new, kv.mod_revision, opts, subresource, tracked)
@@ -514,7 +514,7 @@ class Registry:
         definition = self.definition(rt)
 
         def merge(live: Obj | None) -> Obj:
-            return managedfields.apply(live, copy.deepcopy(applied), manager=opts.field_manager, force=opts.force,
+            return managedfields.apply(live, jsonio.copy(applied), manager=opts.field_manager, force=opts.force,
                                        definition_name=definition, api_version=rt.group_version,
                                        now=now_rfc3339(), subresource=subresource)
         for _ in range(_UPDATE_RETRIES):
@@ -531,7 +531,7 @@ class Registry:
                         continue
                     raise
             old = decode(kv.value, kv.mod_revision)
-            new = self._merge_subresource(rt, old, merge(copy.deepcopy(old)), subresource)
+            new = self._merge_subresource(rt, old, merge(jsonio.copy(old)), subresource)
             try:
                 return await self._write(rt, old, new, kv.mod_revision, opts, subresource, tracked=True), False
             except APIError as e:
@@ -585,7 +585,7 @@ class Registry:
                 await st.after_delete(self, obj)
                 meta["resourceVersion"] = str(revision)
                 return obj, True
-            marked = copy.deepcopy(obj)
+            marked = jsonio.copy(obj)
             mmeta = marked["metadata"]
             if mmeta.get("deletionTimestamp") and grace >= int(mmeta.get("deletionGracePeriodSeconds") or 0) \
                     and finalizers == (mmeta.get("finalizers") or []):

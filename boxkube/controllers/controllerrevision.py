@@ -11,12 +11,12 @@ instead of making a copy (a rollback).
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from boxkube.api import jsonio
 from boxkube.apiserver.selectors import LabelSelector
 from boxkube.client import ApiClient, ApiError, Store, resource
 from boxkube.controllers.ownership import controller_of
@@ -77,7 +77,7 @@ def revision_name(prefix: str, hash_: str) -> str:
 
 def template_patch(owner: Obj) -> Obj:
     """The revision data of an owner: the patch that puts its pod template back."""
-    template = copy.deepcopy((owner.get("spec") or {}).get("template") or {})
+    template = jsonio.copy((owner.get("spec") or {}).get("template") or {})
     template["$patch"] = "replace"
     return {"spec": {"template": template}}
 

@@ -25,13 +25,13 @@ available. OnDelete replaces a pod only when someone deletes it.
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
 
+from boxkube.api import jsonio
 from boxkube.api.pods import condition, is_available, is_ready, is_terminal
 from boxkube.api.times import parse_time
 from boxkube.apiserver.errors import APIError as SelectorError
@@ -80,7 +80,7 @@ def _spec(obj: Obj) -> Obj:
 
 def daemon_pod_spec(template_spec: Obj) -> Obj:
     """The template's pod spec with the tolerations every daemon pod gets (AddOrUpdateDaemonPodTolerations)."""
-    spec = copy.deepcopy(template_spec)
+    spec = jsonio.copy(template_spec)
     tolerations = spec.setdefault("tolerations", [])
     wanted = list(_DAEMON_TOLERATIONS)
     if spec.get("hostNetwork"):
@@ -127,7 +127,7 @@ def target_node(pod: Obj) -> str | None:
 def pin_to_node(affinity: Obj | None, node: str) -> Obj:
     """The pod's affinity with its required node terms replaced by `metadata.name In [node]`
     (ReplaceDaemonSetPodNodeNameNodeAffinity); the node's eligibility was checked already."""
-    affinity = copy.deepcopy(affinity or {})
+    affinity = jsonio.copy(affinity or {})
     node_affinity = affinity.setdefault("nodeAffinity", {})
     node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {
         "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}

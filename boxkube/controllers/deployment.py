@@ -21,9 +21,9 @@ deployment_rollout (sizes), free of I/O.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from boxkube.api import jsonio
 from boxkube.apiserver import errors as api_errors
 from boxkube.apiserver.selectors import LabelSelector, label_selector_from_object
 from boxkube.client import NAMESPACE_INDEX, ApiError, DeletedFinalStateUnknown, resource
@@ -119,7 +119,7 @@ class DeploymentController(Controller):
         cached = self.deployments.store.get(key)
         if cached is None:
             return
-        d = copy.deepcopy(cached)
+        d = jsonio.copy(cached)
         selector = _selector(d)
         if selector is None:
             self.log.warning("deployment %s has an invalid selector; not syncing it", key)
@@ -239,7 +239,7 @@ class DeploymentController(Controller):
         return new_rs, old_rss, d
 
     async def _sync_new_replica_set(self, d: Obj, existing: Obj, new_revision: int) -> tuple[Obj, Obj]:
-        rs = copy.deepcopy(existing)
+        rs = jsonio.copy(existing)
         annotations_changed = du.set_new_replica_set_annotations(d, rs, new_revision, exists=True)
         min_ready = du.spec(d).get("minReadySeconds", 0)
         if annotations_changed or du.spec(rs).get("minReadySeconds", 0) != min_ready:
@@ -254,11 +254,11 @@ class DeploymentController(Controller):
         return rs, d
 
     def _new_replica_set(self, d: Obj, old_rss: list[Obj], new_revision: int) -> Obj:
-        template = copy.deepcopy(du.spec(d).get("template") or {})
+        template = jsonio.copy(du.spec(d).get("template") or {})
         pod_hash = du.compute_hash(template, du.status(d).get("collisionCount"))
         labels = {**((template.get("metadata") or {}).get("labels") or {}), du.UNIQUE_LABEL: pod_hash}
         template.setdefault("metadata", {})["labels"] = labels
-        selector = copy.deepcopy(du.spec(d).get("selector") or {})
+        selector = jsonio.copy(du.spec(d).get("selector") or {})
         selector["matchLabels"] = {**(selector.get("matchLabels") or {}), du.UNIQUE_LABEL: pod_hash}
         rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
               "metadata": {"name": f"{du.meta(d)['name']}-{pod_hash}", "namespace": du.meta(d)["namespace"],

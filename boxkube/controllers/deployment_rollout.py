@@ -4,10 +4,10 @@ that return plans (`Scale` steps) for the controller to write — and for tests 
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import NamedTuple
 
+from boxkube.api import jsonio
 from boxkube.controllers.deployment_util import (
     Obj,
     active,
@@ -44,7 +44,7 @@ class Scale(NamedTuple):
 
 def scaled(rs: Obj, size: int, d: Obj) -> Obj:
     """The ReplicaSet as written by a scale: its size and the Deployment's desired/max replicas."""
-    out = copy.deepcopy(rs)
+    out = jsonio.copy(rs)
     out.setdefault("spec", {})["replicas"] = size
     set_replicas_annotations(out, replicas(d), replicas(d) + max_surge(d))
     return out

@@ -6,7 +6,6 @@ object change the copy they are given and say whether anything changed.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import struct
@@ -14,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from boxkube.api import jsonio
 from boxkube.api.times import now_rfc3339, parse_time
 
 Obj = dict[str, Any]
@@ -175,7 +175,7 @@ def _normalised(value: Any) -> Any:
 
 
 def template_without_hash(template: Obj) -> Obj:
-    out = copy.deepcopy(template or {})
+    out = jsonio.copy(template or {})
     labels = (out.get("metadata") or {}).get("labels")
     if labels:
         labels.pop(UNIQUE_LABEL, None)
@@ -425,7 +425,7 @@ def calculate_status(all_rss: list[Obj | None], new_rs: Obj | None, d: Obj, now:
         new["terminatingReplicas"] = terminating
     if status(d).get("collisionCount") is not None:
         new["collisionCount"] = status(d)["collisionCount"]
-    new["conditions"] = copy.deepcopy(status(d).get("conditions") or [])
+    new["conditions"] = jsonio.copy(status(d).get("conditions") or [])
     if available >= replicas(d) - max_unavailable(d):
         set_condition(new, new_condition(AVAILABLE, "True", MIN_AVAILABLE, "Deployment has minimum availability.", now))
     else:

@@ -11,11 +11,11 @@ server's own `kubernetes` Service.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 from typing import Any
 
+from boxkube.api import jsonio
 from boxkube.api.pods import is_ready
 from boxkube.client import ApiError, resource, split_key
 from boxkube.controllers.base import RetryLater
@@ -148,7 +148,7 @@ def truncate(subsets: list[Obj]) -> bool:
 
 def _without_target_versions(subsets: list[Obj]) -> list[Obj]:
     """Subsets with targetRef resourceVersions dropped: a pod's other changes do not rewrite its Service's endpoints."""
-    subsets = copy.deepcopy(subsets or [])
+    subsets = jsonio.copy(subsets or [])
     for subset in subsets:
         for field in ("addresses", "notReadyAddresses"):
             for address in subset.get(field) or []:
@@ -230,7 +230,7 @@ class EndpointsController(ServiceEndpointsController):
             if _without_target_versions(current.get("subsets")) == subsets and current_labels == labels \
                     and not over and OVER_CAPACITY not in annotations:
                 return
-            desired = copy.deepcopy(current)
+            desired = jsonio.copy(current)
         else:
             desired = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": namespace}}
         meta = desired["metadata"]

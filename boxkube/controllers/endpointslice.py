@@ -12,12 +12,12 @@ are changed in place rather than replaced, and filled before new ones are made.
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from boxkube.api import jsonio
 from boxkube.api.pods import is_ready
 from boxkube.client import ApiError, DeletedFinalStateUnknown, NAMESPACE_INDEX, object_key, resource, split_key
 from boxkube.controllers.base import RetryLater
@@ -94,7 +94,7 @@ def endpoint_key(endpoint: Obj) -> EndpointKey:
 
 
 def _comparable(endpoint: Obj) -> Obj:
-    endpoint = copy.deepcopy(endpoint)
+    endpoint = jsonio.copy(endpoint)
     endpoint.pop("hints", None)
     (endpoint.get("targetRef") or {}).pop("resourceVersion", None)
     return endpoint
@@ -352,10 +352,10 @@ class EndpointSliceController(ServiceEndpointsController):
                 if not kept:
                     plan.delete.append(slice_)
                     continue
-                updated[name] = {**copy.deepcopy(slice_), "endpoints": kept}
+                updated[name] = {**jsonio.copy(slice_), "endpoints": kept}
                 updated[name]["metadata"]["labels"] = labels
             elif labels_changed:
-                updated[name] = copy.deepcopy(slice_)
+                updated[name] = jsonio.copy(slice_)
                 updated[name]["metadata"]["labels"] = labels
             else:
                 unchanged[name] = slice_
@@ -373,7 +373,7 @@ class EndpointSliceController(ServiceEndpointsController):
                 fits = [s for s in unchanged.values() if len(s.get("endpoints") or []) + len(desired) <= limit]
                 if fits:
                     chosen = max(fits, key=lambda s: len(s.get("endpoints") or []))
-                    target = copy.deepcopy(chosen)
+                    target = jsonio.copy(chosen)
                     target["endpoints"] = list(target.get("endpoints") or [])
                     del unchanged[chosen["metadata"]["name"]]
                     updated[chosen["metadata"]["name"]] = target
@@ -394,7 +394,7 @@ class EndpointSliceController(ServiceEndpointsController):
                 break
             if doomed.get("addressType") == plan.create[-1]["addressType"] and owned_by(doomed, service):
                 fresh = plan.create.pop()
-                reused = copy.deepcopy(doomed)
+                reused = jsonio.copy(doomed)
                 reused.update(endpoints=fresh["endpoints"], ports=fresh["ports"])
                 reused["metadata"]["labels"] = fresh["metadata"]["labels"]
                 plan.update.append(reused)

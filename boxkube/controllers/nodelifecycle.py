@@ -29,11 +29,11 @@ are evicted after that and replaced by their controllers.
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from boxkube.api import jsonio
 from boxkube.api.pods import condition as pod_condition
 from boxkube.api.times import now_rfc3339
 from boxkube.client import ApiError, DeletedFinalStateUnknown, Store, resource
@@ -275,7 +275,7 @@ class NodeLifecycleController(Controller):
     async def _mark_unknown(self, node: Obj) -> Obj:
         """The kubelet's conditions become Unknown (tryUpdateNodeHealth past the grace period)."""
         now = now_rfc3339()
-        updated = copy.deepcopy(node)
+        updated = jsonio.copy(node)
         conditions = updated.setdefault("status", {}).setdefault("conditions", [])
         changed = False
         for kind in KUBELET_CONDITIONS:
@@ -301,7 +301,7 @@ class NodeLifecycleController(Controller):
         taints = wanted_taints(node, not self.full_disruption, now_rfc3339())
         if _same_taints(current, taints):
             return
-        updated = copy.deepcopy(node)
+        updated = jsonio.copy(node)
         updated.setdefault("spec", {})["taints"] = taints
         updated.pop("status", None)
         await self.client.replace(NODES, updated)

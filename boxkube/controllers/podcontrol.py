@@ -11,11 +11,11 @@ RealPodControl and FilterPodsByOwner, controller_ref_manager.go's PodControllerR
 """
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from boxkube.api import jsonio
 from boxkube.api.pods import is_terminal
 from boxkube.apiserver.errors import APIError
 from boxkube.apiserver.selectors import LabelSelector, label_selector_from_object
@@ -100,10 +100,10 @@ def pod_from_template(template: Obj, owner_name: str, controller_ref: Obj | None
     meta: Obj = {"generateName": pod_name_prefix(owner_name)}
     for key in ("labels", "annotations", "finalizers"):
         if tmeta.get(key):
-            meta[key] = copy.deepcopy(tmeta[key])
+            meta[key] = jsonio.copy(tmeta[key])
     if controller_ref is not None:
         meta["ownerReferences"] = [dict(controller_ref)]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": copy.deepcopy(template.get("spec") or {})}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": jsonio.copy(template.get("spec") or {})}
 
 
 class PodControl:

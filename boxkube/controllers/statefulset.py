@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from boxkube.api import jsonio
 from boxkube.api.pods import condition, is_available, is_ready
 from boxkube.api.times import parse_time
 from boxkube.apiserver.errors import APIError as SelectorError
@@ -137,8 +138,8 @@ def new_pod(sts: Obj, ordinal: int, revision: str) -> Obj:
                  "ownerReferences": [controller_ref(sts, "apps/v1", "StatefulSet")]}
     for key in ("annotations", "finalizers"):
         if tmeta.get(key):
-            meta[key] = copy.deepcopy(tmeta[key])
-    spec = copy.deepcopy(template.get("spec") or {})
+            meta[key] = jsonio.copy(tmeta[key])
+    spec = jsonio.copy(template.get("spec") or {})
     spec["hostname"] = name
     if _spec(sts).get("serviceName"):
         spec["subdomain"] = _spec(sts)["serviceName"]

@@ -1,6 +1,7 @@
 """Strategies of the apps/v1 workload resources."""
 from __future__ import annotations
 
+from boxkube.api import jsonio
 from boxkube.apiserver.strategies.base import Obj, Strategy
 from boxkube.apiserver.strategies.podspec import default_template
 
@@ -17,17 +18,13 @@ class _Workload(Strategy):
             return
         for key, value in self.spec_defaults.items():
             if key not in spec:
-                spec[key] = _copy(value)
+                spec[key] = jsonio.copy(value)
             elif isinstance(value, dict) and isinstance(spec[key], dict):
                 _fill_strategy(spec[key], value)
         default_template(obj)
 
     def initial_status(self, obj: Obj) -> Obj:
-        return _copy(self.status)
-
-
-def _copy(value):
-    return {k: _copy(v) for k, v in value.items()} if isinstance(value, dict) else value
+        return jsonio.copy(self.status)
 
 
 def _fill_strategy(given: Obj, default: Obj) -> None:
@@ -36,7 +33,7 @@ def _fill_strategy(given: Obj, default: Obj) -> None:
     for key, value in default.items():
         if key != "type" and given["type"] == default.get("type"):
             if key not in given:
-                given[key] = _copy(value)
+                given[key] = jsonio.copy(value)
             elif isinstance(value, dict) and isinstance(given[key], dict):
                 for k, v in value.items():
                     given[key].setdefault(k, v)
