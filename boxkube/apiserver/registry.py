@@ -374,7 +374,7 @@ class Registry:
         meta = obj["metadata"]
         rv = meta.pop("resourceVersion", None)
         try:
-            return json.dumps(obj, separators=(",", ":")).encode()
+            return jsonio.dumps(obj)
         finally:
             if rv is not None:
                 meta["resourceVersion"] = rv
