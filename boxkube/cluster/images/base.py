@@ -50,7 +50,10 @@ BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Where Debian's busybox-static puts its binary (/bin is /usr/bin on merged-/usr systems).
 BUSYBOX_CANDIDATES = (Path("/bin/busybox"), Path("/usr/bin/busybox"))
 
-INSTALL_HINT = "run `make install` in boxkube's source tree (it installs it with apt-get), or: sudo apt-get install {}"
+# The host programs: apt-get, or the script of the node-image folder (package data) that `make install` runs.
+HOST_PACKAGES_SCRIPT = Path(__file__).resolve().parent / "node-image" / "install-host-packages.sh"
+INSTALL_HINT = ("install it with `sudo apt-get install {}`, or with `sh " + str(HOST_PACKAGES_SCRIPT)
+                + "` (which `make install` runs in boxkube's source tree)")
 
 
 def base_inputs_digest(packages: Sequence[str]) -> str:

@@ -2,7 +2,7 @@
 built only when it is missing or out of date, with a progress line for each.
 
 Out of date means: the digest of what the image would be built from now (the
-package list, boxkube's sources, the Dockerfiles, the parent image) differs from
+package list, boxkube's files, the Dockerfiles, the parent image) differs from
 the one on the image's label. So an upgrade of boxkube (a new tag), a change of
 its code, or a new base all make a new node image, and nothing else does.
 """
@@ -24,12 +24,12 @@ from boxkube.cluster.images.engine import Engine
 from boxkube.cluster.images.names import BASE_IMAGE, BUSYBOX_IMAGE, INPUTS_LABEL, node_image
 from boxkube.cluster.images.sources import (
     WORKLOADS,
-    Project,
+    Sources,
     assemble_node_context,
     assemble_workload_context,
     build_wheels,
     file_digest,
-    find_project,
+    find_sources,
     node_inputs_digest,
     wheel_cache,
     workload_inputs_digest,
@@ -68,11 +68,11 @@ def _why(found: Mapping[str, Any] | None) -> str:
 
 class _Build:
     def __init__(
-        self, engine: Engine, project: Project, progress: Progress, options: BuildOptions, wheel_cache: Path
+        self, engine: Engine, sources: Sources, progress: Progress, options: BuildOptions, wheel_cache: Path
     ) -> None:
         self.engine = engine
         self.wheel_cache = wheel_cache
-        self.project = project
+        self.sources = sources
         self.progress = progress
         self.options = options
         self.built: list[str] = []
@@ -84,7 +84,7 @@ class _Build:
             self.replaced.append(found["Id"])
 
     def base(self) -> str:
-        packages = self.project.base_packages()
+        packages = self.sources.base_packages()
         digest = base_inputs_digest(packages)
         found = self.engine.inspect(BASE_IMAGE)
         fresh = _inputs(found) == digest
@@ -103,16 +103,16 @@ class _Build:
 
     def node(self, base_id: str) -> str:
         name = node_image()
-        digest = node_inputs_digest(self.project, base_id)
+        digest = node_inputs_digest(self.sources, base_id)
         found = self.engine.inspect(name)
         if _inputs(found) == digest and not self.options.rebuild:
             self.progress.done(f"Node image {name} is up to date")
             return name
         with tempfile.TemporaryDirectory(prefix="boxkube-node-image-") as tmp:
             context = Path(tmp) / "context"
-            assemble_node_context(self.project, context)
+            assemble_node_context(self.sources, context)
             with self.progress.step("Building wheels of boxkube and its dependencies (pip wheel)"):
-                build_wheels(self.project, Path(tmp), context / "wheels", self.wheel_cache)
+                build_wheels(self.sources, Path(tmp), context / "wheels", self.wheel_cache)
             with self.progress.step(f"Building node image {name}"):
                 new_id = self.engine.build(
                     context, name, buildargs={"BASE_IMAGE": BASE_IMAGE}, labels={INPUTS_LABEL: digest}
@@ -128,7 +128,7 @@ class _Build:
         todo = []
         for image in WORKLOADS:
             found = self.engine.inspect(image.name)
-            digest = workload_inputs_digest(self.project, image, parent)
+            digest = workload_inputs_digest(self.sources, image, parent)
             if stale_parent or self.options.rebuild or _inputs(found) != digest:
                 todo.append((image, found))
                 stale_parent = stale_parent or not image.from_busybox
@@ -142,9 +142,9 @@ class _Build:
                 for image, found in todo:
                     if image.from_busybox:
                         parent = self.engine.image_id(BUSYBOX_IMAGE) or ""
-                    digest = workload_inputs_digest(self.project, image, parent)
+                    digest = workload_inputs_digest(self.sources, image, parent)
                     context = Path(tmp) / image.folder
-                    assemble_workload_context(self.project, image, context, busybox)
+                    assemble_workload_context(self.sources, image, context, busybox)
                     new_id = self.engine.build(
                         context, image.name, buildargs={"BUSYBOX_IMAGE": BUSYBOX_IMAGE} if image.from_busybox else {},
                         labels={INPUTS_LABEL: digest},
@@ -164,14 +164,15 @@ def build_images(
     engine: Engine,
     progress: Progress | None = None,
     options: BuildOptions = BuildOptions(),
-    project: Project | None = None,
+    sources: Sources | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Images:
-    """Make sure the base, the node image and the workload images are on `engine` and up to date.
+    """Make sure the base, the node image and the workload images are on `engine` and up to date,
+    built from `sources` (by default the boxkube package that runs, installed or a source tree's).
     `environ` locates the wheel cache (XDG_CACHE_HOME or HOME; the process's by default)."""
     cache = wheel_cache(os.environ if environ is None else environ)
     progress = progress or SilentProgress()
-    build = _Build(engine, project or find_project(), progress, options, cache)
+    build = _Build(engine, sources or find_sources(), progress, options, cache)
     with _one_build_at_a_time(progress):
         base_id = build.base()
         node = build.node(base_id)

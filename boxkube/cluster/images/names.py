@@ -2,7 +2,7 @@
 
 None of them comes from a registry (none is reachable on the machines boxkube
 is made for): `boxkube build node-image` builds them all on the host's Docker
-engine, from Debian's packages and from boxkube's own source tree.
+engine, from Debian's packages and from boxkube's own files (installed or a source tree's).
 """
 
 from __future__ import annotations
