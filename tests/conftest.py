@@ -42,7 +42,7 @@ class Cluster:
 
 
 def _boxkube(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "boxkube.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "boxkube.cli", *args], capture_output=True, text=True, env=env, timeout=900)
 
 
 # The API server with only the namespace controller (deleted namespaces must go): tests run their
@@ -55,15 +55,18 @@ components: {scheduler: false, controllers: [namespace]}
 
 
 @contextlib.contextmanager
-def made_cluster(home: Path, prefix: str, *flags: str, config: str | None = None) -> Iterator[Cluster]:
-    """A local cluster made and deleted by the real `boxkube` CLI, in its own BOXKUBE_HOME."""
-    env = dict(os.environ, BOXKUBE_HOME=str(home), HOME=str(home))
+def made_cluster(home: Path, prefix: str, *flags: str, config: str | None = None,
+                 provider: str = "local") -> Iterator[Cluster]:
+    """A cluster made and deleted by the real `boxkube` CLI, in its own BOXKUBE_HOME (and HOME, so no
+    kubeconfig of the user's is touched; the wheel cache of node image builds stays the user's)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    env = dict(os.environ, BOXKUBE_HOME=str(home), HOME=str(home), XDG_CACHE_HOME=cache)
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     kubeconfig = home / "kubeconfig"
     if config is not None:
         (home / "cluster.yaml").write_text(config)
         flags = (*flags, "--config", str(home / "cluster.yaml"))
-    created = _boxkube(env, "create", "cluster", "--provider", "local", "--name", name,
+    created = _boxkube(env, "create", "cluster", "--provider", provider, "--name", name,
                        "--kubeconfig", str(kubeconfig), *flags)
     assert created.returncode == 0, created.stderr
     try:

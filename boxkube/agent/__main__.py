@@ -17,6 +17,7 @@ machine reaches the outside from.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -25,9 +26,13 @@ import sys
 from boxkube import component
 from boxkube.agent.agent import AgentGroup
 from boxkube.agent.config import AgentSettings, NodeConfigError, NodeSettings, node_settings, read_node_configs
+from boxkube.agent.network import DEFAULT_CLUSTER_DOMAIN, NodeNetwork
+from boxkube.agent.proxy import ServiceProxy
 from boxkube.agent.runtime.base import Runtime, RuntimeFailure
 from boxkube.agent.runtime.docker import DEFAULT_PAUSE_IMAGE, DEFAULT_ROOT_DIR, DockerRuntime, EngineUnreachable
 from boxkube.agent.runtime.simulated import SimulatedRuntime
+from boxkube.agent.node import KUBELET_PORT
+from boxkube.agent.server import KubeletServer
 from boxkube.client import ApiClient
 
 log = logging.getLogger("boxkube.agent")
@@ -71,7 +76,8 @@ def _own_ip() -> str:
 def _runtimes(args: argparse.Namespace, nodes: list[NodeSettings]) -> dict[str, Runtime]:
     if args.runtime == "docker":
         return {n.name: DockerRuntime(n.name, base_url=args.docker_host, root_dir=args.root_dir,
-                                      pause_image=args.pause_image, network=args.docker_network) for n in nodes}
+                                      pause_image=args.pause_image, network=args.docker_network,
+                                      cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain) for n in nodes}
     return {n.name: SimulatedRuntime(n.name, start_delay=args.start_delay) for n in nodes}
 
 
@@ -84,8 +90,17 @@ async def _run(args: argparse.Namespace) -> None:
         for runtime in runtimes.values():
             await runtime.start()       # before the group: the Node shows the engine's version
         async with ApiClient.from_kubeconfig(args.kubeconfig, user_agent="kubelet/boxkube") as client:
-            group = AgentGroup(client, nodes, lambda n: runtimes[n.name], settings)
-            await group.run()
+            # The kubelet API (kubectl logs/exec through the API server) for a real node; it accepts the
+            # cluster's token, which the API server presents (see boxkube.agent.server).
+            server = KubeletServer(client.config.token, args.kubelet_address, args.kubelet_port) \
+                if args.runtime == "docker" and args.kubelet_port >= 0 else None
+            group = AgentGroup(client, nodes, lambda n: runtimes[n.name], settings, serve=server)
+            if args.node_network:       # this machine's routes and iptables: a boxkube node's own
+                node = nodes[0].name
+                await asyncio.gather(group.run(), NodeNetwork(client, node, args.cluster_cidr).serve(),
+                                     ServiceProxy(client, node, args.cluster_cidr).serve())
+            else:
+                await group.run()
     finally:
         for runtime in runtimes.values():
             await runtime.close()
@@ -106,6 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docker-network", help="the engine's network pods join (default: its bridge)")
     p.add_argument("--node-ip", help="the node's InternalIP (--runtime docker: default the address this "
                                      "machine reaches the outside from)")
+    p.add_argument("--kubelet-address", default="0.0.0.0", help="where the kubelet API (logs, exec) listens "
+                                                                "(--runtime docker)")
+    p.add_argument("--kubelet-port", type=int, default=KUBELET_PORT,
+                   help="the kubelet API's port (0: any free one; -1: not served)")
+    p.add_argument("--node-network", action="store_true",
+                   help="--runtime docker in a boxkube node: own this machine's network (routes to the other "
+                        "nodes' pods, masquerading, and the service proxy's iptables rules)")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16", help="the cluster's pod range (--node-network)")
+    p.add_argument("--cluster-dns", action="append", default=[],
+                   help="the cluster DNS server's IP, pods' nameserver with dnsPolicy ClusterFirst (repeatable)")
+    p.add_argument("--cluster-domain", default=DEFAULT_CLUSTER_DOMAIN, help="the cluster's DNS domain")
     p.add_argument("--node-name", help="run one node of this name")
     p.add_argument("--nodes", type=int, help="how many simulated nodes to run (default: the node config's count, or 1)")
     p.add_argument("--name-prefix", default="boxkube-worker", help="simulated nodes' names: PREFIX, PREFIX2, ...")
@@ -129,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.runtime == "docker" and args.nodes not in (None, 1):
         print("ERROR: --runtime docker runs one node (--node-name); --nodes is for simulated nodes", file=sys.stderr)
+        return 2
+    if args.node_network and args.runtime != "docker":
+        print("ERROR: --node-network is for --runtime docker (simulated nodes have no network)", file=sys.stderr)
         return 2
     if args.nodes is not None and args.nodes < 1:
         print("ERROR: --nodes must be at least 1", file=sys.stderr)

@@ -45,6 +45,7 @@ from boxkube.agent.node import (
 from boxkube.agent.podworker import PodWorker
 from boxkube.agent.runtime.base import Runtime
 from boxkube.agent.runtime.simulated import POWER_ANNOTATION, power_is_off
+from boxkube.agent.server import KubeletServer
 from boxkube.api.times import now_rfc3339
 from boxkube.client import ApiClient, ApiError, DeletedFinalStateUnknown, EventRecorder, Informer, resource
 
@@ -414,9 +415,14 @@ class AgentGroup:
     """
 
     def __init__(self, client: ApiClient, nodes: list[NodeSettings], runtime_for: Callable[[NodeSettings], Runtime],
-                 settings: AgentSettings = AgentSettings()):
+                 settings: AgentSettings = AgentSettings(), serve: KubeletServer | None = None):
         if not nodes:
             raise ValueError("no nodes to run")
+        # The kubelet API (logs, exec) the API server proxies to; started before the Nodes register, so
+        # that their daemonEndpoints say its port. None: not served (simulated nodes).
+        self.server = serve
+        if serve is not None:
+            serve.find = self.find_worker
         self.client, self.settings = client, settings
         single = nodes[0].name if len(nodes) == 1 else ""
         # One node: watch just its pods and Node. Many: every bound pod and every Node, dispatched by name.
@@ -442,10 +448,22 @@ class AgentGroup:
     def pods_of(self, node: str) -> list[Obj]:
         return self.pods.store.by_index(NODE_INDEX, node)
 
+    def find_worker(self, namespace: str, name: str) -> PodWorker | None:
+        """The worker of the pod of that name running on one of our nodes."""
+        pod = self.pods.store.get_object(name, namespace)
+        if pod is None:
+            return None
+        agent = self.agents.get((pod.get("spec") or {}).get("nodeName", ""))
+        return agent.workers.get(pod["metadata"]["uid"]) if agent is not None else None
+
     async def start(self, sync_timeout: float | None = 60.0) -> None:
         """Register every node and start its pods; returns once all are registered."""
         for agent in self.agents.values():
             await agent.runtime.start()
+        if self.server is not None:
+            port = await self.server.start()
+            for agent in self.agents.values():
+                agent.identity.kubelet_port = port
         self.pods.start()
         self.nodes.start()
         self._tasks = [asyncio.create_task(self.leases.run(), name="lease renewals"),
@@ -462,6 +480,8 @@ class AgentGroup:
         log.info("%d node agent(s) running", len(self.agents))
 
     async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
         await asyncio.gather(*(a.stop() for a in self.agents.values()))
         for task in self._tasks:
             task.cancel()

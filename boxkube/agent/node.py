@@ -114,6 +114,7 @@ class NodeIdentity:
             "operatingSystem": "linux",
             "architecture": go_arch(),
         }
+        self.kubelet_port = KUBELET_PORT          # where the agent's kubelet API listens (boxkube.agent.server)
         self.addresses = ([{"type": "InternalIP", "address": node.internal_ip}] if node.internal_ip else []) + \
             [{"type": "Hostname", "address": node.name}]
 
@@ -128,7 +129,7 @@ class NodeIdentity:
     def status(self, conditions_: list[Obj]) -> Obj:
         capacity = self.node.full_capacity()
         return {"capacity": capacity, "allocatable": dict(capacity), "conditions": conditions_,
-                "addresses": self.addresses, "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+                "addresses": self.addresses, "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
                 "nodeInfo": self.node_info}
 
     def node_object(self, conditions_: list[Obj]) -> Obj:

@@ -25,6 +25,12 @@ it reads the pod and the runtime and takes the steps the kubelet would:
   machine lost power, or rebooted) comes back with its restartCount counted
   up and lastState `ContainerStatusUnknown` (exit code 137), as upstream's
   kubelet shows it;
+- liveness, readiness and startup probes run beside the worker
+  (boxkube.agent.prober) for each running container instance: readiness
+  and startup verdicts feed the status (ready, started, Ready and
+  ContainersReady), and a liveness or startup failure has the worker kill the
+  container ("Container web failed liveness probe, will be restarted") so
+  that restartPolicy brings it back with its restartCount up;
 - a pod whose phase is terminal has nothing running; a pod with a
   deletionTimestamp has its containers stopped within the grace period and is
   then deleted for good (gracePeriodSeconds=0), which is what lets the API
@@ -40,7 +46,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 
-from boxkube.agent import podconfig, volumes
+from boxkube.agent import podconfig, prober, volumes
 from boxkube.agent.backoff import go_duration
 from boxkube.agent.runtime.base import ContainerConfig, ContainerInfo, RuntimeFailure, Sandbox
 from boxkube.agent.status import KUBELET_CONDITIONS, ContainerRecord, pod_status
@@ -110,6 +116,8 @@ class PodWorker:
         self._noted_network = False
         self._noted_backoff: dict[str, str] = {}        # container -> id of the exit its BackOff event is about
         self._wake = asyncio.Event()
+        self.probes = prober.PodProbes(f"{self.namespace}/{self.name}", node.runtime, lambda: self.pod_ip, self.wake,
+                                       lambda t, r, m, f: self._event(self.pod, t, r, m, f))
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._failures = 0
@@ -152,7 +160,7 @@ class PodWorker:
         self._failures += 1
 
     def tasks(self) -> list[asyncio.Task]:
-        return [t for t in (self.task, self._writer) if t is not None]
+        return [t for t in (self.task, self._writer) if t is not None] + self.probes.tasks()
 
     def _timer_fired(self) -> None:
         self._timer = None
@@ -214,6 +222,7 @@ class PodWorker:
                 self._retry_later()
         if self._timer is not None:
             self._timer.cancel()
+        self.probes.stop()
         self.node.worker_done(self)
 
     async def _sync(self) -> bool:
@@ -222,6 +231,7 @@ class PodWorker:
         pod = self.pod
         meta = pod.get("metadata") or {}
         if self.gone:
+            self.probes.stop()
             await self._stop_all(pod, 0.0, record=False)
             await self._remove_sandbox()
             return True
@@ -278,6 +288,7 @@ class PodWorker:
                 await runtime.remove_sandbox(self._dead_sandbox)
                 self._dead_sandbox = ""
         self._publish(pod)
+        await self._kill_unhealthy(pod)
         if await self._init_containers(pod):
             for c in (pod.get("spec") or {}).get("containers") or []:
                 info = self.current.get(c["name"])
@@ -288,7 +299,27 @@ class PodWorker:
         if status["phase"] in ("Succeeded", "Failed"):
             await self._finish(pod)
             return
+        self.probes.sync(pod, self.current)
         self._publish(pod, status)
+
+    async def _kill_unhealthy(self, pod: Obj) -> None:
+        """Kill the containers whose liveness (or startup) probe failed; restartPolicy then decides, as
+        for any exit, whether and when they come back."""
+        spec = pod.get("spec") or {}
+        sidecars = {c["name"] for c in spec.get("initContainers") or [] if _is_sidecar(c)}
+        for name, info in list(self.current.items()):
+            kind = self.probes.failed(name, info.id) if info.state == "running" else None
+            if kind is None:
+                continue
+            field = "spec.initContainers" if name in sidecars else "spec.containers"
+            self._event(pod, "Normal", "Killing", f"Container {name} failed {kind} probe, will be restarted",
+                        f"{field}{{{name}}}")
+            grace = self.probes.termination_grace(name, kind)
+            await self.node.runtime.stop_container(info.id, self._grace(pod) if grace is None else grace)
+            fresh = await self.node.runtime.container_status(info.id)
+            if fresh is not None:
+                self.current[name] = fresh
+        self.probes.sync(pod, self.current)
 
     async def _sandbox_alive(self, pod: Obj) -> bool:
         """Whether the pod's sandbox still holds its namespaces. A dead one (its pause container was
@@ -446,6 +477,7 @@ class PodWorker:
 
     async def _finish(self, pod: Obj) -> None:
         """A terminal pod: stop what still runs (sidecars), give back the sandbox, report the end once."""
+        self.probes.stop()
         if not self.finished:
             await self._stop_all(pod, self._grace(pod), record=True)
             await self._remove_sandbox()
@@ -453,6 +485,7 @@ class PodWorker:
         self._publish(pod, self._status(pod, terminal=True))
 
     async def _terminate(self, pod: Obj) -> None:
+        self.probes.stop()
         await self._stop_all(pod, self._grace(pod), record=True)
         await self._remove_sandbox()
         self.finished = True
@@ -520,7 +553,8 @@ class PodWorker:
         if info.state == "running":
             verdict = self.node.runtime.readiness(pod, info)
             return ContainerRecord(name, "running", started_at=_rfc3339(info.started_at), last_terminated=last,
-                                   ready=verdict is not False, started=True, **common)
+                                   ready=verdict is not False and self.probes.ready(container, info),
+                                   started=self.probes.started(container, info), **common)
         if info.state == "created":
             return ContainerRecord(name, "waiting", reason="ContainerCreating", last_terminated=last, **common)
         if waiting and not terminal:

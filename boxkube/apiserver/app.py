@@ -12,12 +12,14 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from boxkube.apiserver import codec, discovery, errors, openapi
 from boxkube.apiserver.allocators import ClusterIPs, NodePorts
 from boxkube.apiserver.bootstrap import bootstrap
 from boxkube.apiserver.errors import APIError
 from boxkube.apiserver.handlers import Handlers, error_response, json_response, parse_path
+from boxkube.apiserver.podproxy import PodProxy
 from boxkube.apiserver.registry import Registry
 from boxkube.apiserver.strategies.base import Admission
 from boxkube.apiserver.watchcache import WatchCache
@@ -51,12 +53,23 @@ class BearerAuth:
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(PUBLIC_PATHS):
+        if scope["type"] in ("http", "websocket") and not scope["path"].startswith(PUBLIC_PATHS):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                await error_response(errors.unauthorized())(scope, receive, send)
+                if scope["type"] == "websocket":
+                    await _refuse_websocket(scope, receive, send, errors.unauthorized())
+                else:
+                    await error_response(errors.unauthorized())(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, e: APIError) -> None:
+    ws = WebSocket(scope, receive, send)
+    try:
+        await ws.send_denial_response(error_response(e))
+    except RuntimeError:
+        await ws.close(code=1008)
 
 
 class ResourceRouter:
@@ -67,10 +80,27 @@ class ResourceRouter:
     when measured). Discovery, OpenAPI and health stay FastAPI routes.
     """
 
-    def __init__(self, app: ASGIApp, resource: Any):
-        self.app, self.resource = app, resource
+    def __init__(self, app: ASGIApp, resource: Any, websocket: Any = None):
+        self.app, self.resource, self.websocket = app, resource, websocket
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A websocket upgrade of a resource path (pods/exec): the handler's, or refused with a Status."""
+        target = _resource_target(scope["path"])
+        try:
+            if target is None:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            await self.websocket(scope, receive, send, *target)
+        except APIError as e:
+            await _refuse_websocket(scope, receive, send, e)
+        except Exception as e:
+            log.exception("internal error on websocket %s", scope["path"])
+            with contextlib.suppress(Exception):
+                await _refuse_websocket(scope, receive, send, errors.internal(str(e)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.websocket is not None:
+            await self._websocket(scope, receive, send)
+            return
         target = _resource_target(scope["path"]) if scope["type"] == "http" else None
         if target is None:
             await self.app(scope, receive, send)
@@ -133,6 +163,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     registry = Registry(store, cache, ClusterIPs(store, config.service_cidr), NodePorts(store, *config.node_port_range),
                         config.admission)
     handlers = Handlers(registry, config.bookmark_interval)
+    pod_proxy = handlers.pod_proxy = PodProxy(registry, config.token)
     compactor = Compactor(store, cache, config.compaction_interval)
     state: dict[str, Any] = {"ready": False}
 
@@ -153,6 +184,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await pod_proxy.close()
             await registry.stop()
             await cache.stop()
             await store.close()
@@ -250,7 +282,14 @@ def create_app(config: ServerConfig) -> FastAPI:
             return json_response(body)
         return await handlers.dispatch(request, parse_path(group, version, segments))
 
-    app.add_middleware(ResourceRouter, resource=_resource)
+    async def _websocket(scope: Scope, receive: Receive, send: Send, group: str, version: str, rest: str) -> None:
+        segments = [s for s in rest.split("/") if s]
+        t = parse_path(group, version, segments) if segments else None
+        if t is None or t.rt.plural != "pods" or t.subresource not in ("exec", "attach", "portforward"):
+            raise APIError(400, "BadRequest", "websocket upgrades are served for pods/exec only")
+        await pod_proxy.websocket(scope, receive, send, t)
+
+    app.add_middleware(ResourceRouter, resource=_resource, websocket=_websocket)
     if config.token:   # added last: outermost, so authentication comes first
         app.add_middleware(BearerAuth, token=config.token)
     return app

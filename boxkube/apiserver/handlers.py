@@ -109,6 +109,7 @@ class Handlers:
     def __init__(self, registry: Registry, bookmark_interval: float = 60.0):
         self.registry = registry
         self.bookmark_interval = bookmark_interval
+        self.pod_proxy: Any = None      # boxkube.apiserver.podproxy.PodProxy: pods/log, exec... to the node agents
 
     # -- shaping responses ----------------------------------------------------
 
@@ -278,6 +279,8 @@ class Handlers:
             return await subresources.scale(self, request, t, method)
         if t.subresource == "binding" and method == "POST":
             return await subresources.bind(self, request, t)
+        if t.subresource in ("log", "exec", "attach", "portforward") and self.pod_proxy is not None:
+            return await self.pod_proxy.http(request, t, method)
         raise APIError(404, "NotFound", f"the server could not find the requested resource ({t.subresource} is not served by boxkube yet)")
 
     async def _finalize(self, request: Request, t: Target) -> Response:

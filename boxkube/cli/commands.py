@@ -173,6 +173,23 @@ def build_node_image_command(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def load_image_command(args: argparse.Namespace, ctx: Context) -> int:
+    name = validate_cluster_name(args.name)
+    provider = ctx.providers(cluster_dir(ctx.home, name).load().provider)
+    load = getattr(provider, "load_images", None)
+    if load is None:
+        raise ClusterError(f'cluster "{name}" has simulated nodes ({provider.name} provider), which run no images; '
+                           "load images into a docker cluster")
+    progress = ctx.progress()
+    copied = load(name, args.images)
+    for node, image in copied:
+        progress.done(f'Loaded image "{image}" into node {node}')
+    for image in dict.fromkeys(args.images):
+        if not any(i == image for _node, i in copied):
+            progress.info(f'Image "{image}" is already on every node of cluster "{name}"; nothing to do.')
+    return 0
+
+
 def version_command(args: argparse.Namespace, ctx: Context) -> int:
     print(version_text(), file=ctx.stdout)
     return 0

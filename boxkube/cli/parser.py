@@ -125,6 +125,11 @@ def _build_node_image_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _load_image_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="an image of this machine's Docker engine")
+    _name(parser)
+
+
 def _no_flags(parser: argparse.ArgumentParser) -> None:
     pass
 
@@ -189,6 +194,12 @@ COMMANDS: Sequence[Command] = (
         "Build the node image and the workload images (pause, busybox, hello) with no registry",
         _build_node_image_flags,
         commands.build_node_image_command,
+    ),
+    Command(
+        ("load", "image"),
+        "Copy images from this machine's Docker engine into every node of a docker cluster",
+        _load_image_flags,
+        commands.load_image_command,
     ),
     Command(("version",), "Print the version of boxkube", _no_flags, commands.version_command),
 )

@@ -133,9 +133,21 @@ class NodeConfig(_Strict):
         return capacity
 
 
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f'invalid IP address "{value}"') from None
+
+
 class Networking(_Strict):
     pod_subnet: CIDR = Field("10.244.0.0/16", alias="podSubnet")
     service_subnet: CIDR = Field("10.96.0.0/12", alias="serviceSubnet")
+    # Where the API server is reached from this machine, as kind's fields: the address it listens on
+    # (the local provider) or the host address its port is published on (the docker provider), and
+    # the port (0: a free one).
+    api_server_address: Annotated[str, AfterValidator(_ip)] = Field("127.0.0.1", alias="apiServerAddress")
+    api_server_port: int = Field(0, alias="apiServerPort", ge=0, le=65535)
 
 
 class Timings(_Strict):

@@ -6,6 +6,7 @@ import contextlib
 import http.server
 import importlib.util
 import io
+import ipaddress
 import json
 import os
 import shutil
@@ -20,10 +21,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
 from boxkube.cli.context import Context
 from boxkube.cli.main import run
 from boxkube.cli.parser import COMMANDS
+from boxkube.cluster.config import ClusterConfig
 from boxkube.cluster.errors import ClusterError
 from boxkube.cluster.etcd import start_etcd_and_wait
 from boxkube.cluster.kubeconfig import (
@@ -176,10 +179,13 @@ def test_unknown_command_in_a_real_process_is_one_line() -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_unsupported_provider_and_nodes_are_clear_errors(boxkube: Runner, env: dict[str, str]) -> None:
-    docker = boxkube("create", "cluster", "--provider", "docker")
+def test_no_docker_engine_and_too_many_nodes_are_clear_errors(boxkube: Runner, env: dict[str, str]) -> None:
+    env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
+    docker = boxkube("create", "cluster")      # the default provider is docker
     assert docker.code == 1
-    assert docker.err.startswith("ERROR: the docker provider is not supported yet")
+    assert docker.err == ("ERROR: the docker provider needs a Docker engine, and none answers at "
+                          "unix:///nonexistent/docker.sock; start Docker, or make a cluster without it: "
+                          "boxkube create cluster --provider local\n")
     nodes = boxkube("create", "cluster", "--provider", "local", "--nodes", "100000")
     assert nodes.code == 1
     assert "at most 5000 simulated nodes" in nodes.err and len(nodes.err.splitlines()) == 1
@@ -570,9 +576,17 @@ def test_local_provider_with_tls_passes_certificates_and_writes_ca_data(env: dic
     cdir = cluster_dir(home, "secure")
     state = ClusterState(name="secure", provider="local")
     cdir.claim(state)
-    provider.generate_credentials(cdir, state)
+    provider.generate_credentials(cdir, state, ClusterConfig(apiVersion="boxkube.dev/v1alpha1", kind="Cluster"))
     argv = provider.apiserver_argv(cdir, "http://127.0.0.1:2379", 6443)
     files = serving_certificate_files(cdir.pki_dir)
+    # good for loopback and for what pods use: the kubernetes Service's names and ClusterIP
+    sans = x509.load_pem_x509_certificate(files.cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert {"localhost", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"} <= set(
+        sans.get_values_for_type(x509.DNSName))
+    assert {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("10.96.0.1")} <= set(
+        sans.get_values_for_type(x509.IPAddress))
+    assert argv[argv.index("--bind-address") + 1] == argv[argv.index("--advertise-address") + 1] == "127.0.0.1"
     assert argv[argv.index("--tls-cert-file") + 1] == str(files.cert)
     assert argv[argv.index("--tls-private-key-file") + 1] == str(files.key)
     assert argv[argv.index("--token-file") + 1] == str(cdir.token_file)
@@ -621,3 +635,11 @@ def test_config_names_the_cluster_and_sets_the_service_subnet(
         assert svc.out == "10.123.0.1"
     finally:
         assert boxkube("delete", "cluster", "--name", "fromconfig").code == 0
+
+
+def test_load_image_into_a_local_cluster_says_its_nodes_run_no_images(boxkube: Runner, env: dict[str, str]) -> None:
+    cluster_dir(Path(env["BOXKUBE_HOME"]), "sim").claim(ClusterState(name="sim", provider="local"))
+    result = boxkube("load", "image", "boxkube/busybox:1", "--name", "sim")
+    assert result.code == 1
+    assert result.err == ('ERROR: cluster "sim" has simulated nodes (local provider), which run no images; '
+                          "load images into a docker cluster\n")

@@ -19,7 +19,7 @@ nodes:
     capacity: {cpu: 4, memory: 8Gi, pods: 110}
     extraPortMappings: [{containerPort: 30080, hostPort: 8080}]
   - {role: worker}
-networking: {podSubnet: 10.244.0.0/16, serviceSubnet: 10.100.0.0/16}
+networking: {podSubnet: 10.244.0.0/16, serviceSubnet: 10.100.0.0/16, apiServerAddress: 127.0.0.1, apiServerPort: 6443}
 timings: {nodeMonitorGracePeriod: 1m30s, podEvictionTimeout: 20}
 """
 
@@ -64,6 +64,9 @@ def test_go_durations(text, seconds):
     (("podSubnet: 10.244.0.0/16", "podSubnet: 10.244.0.1/16"), "networking.podSubnet: invalid CIDR"),
     (("role: control-plane", "role: control-plane\n    colour: red"), "nodes[0].colour: unknown field"),
     (("hostPort: 8080", "hostPort: 80800"), "extraPortMappings[0].hostPort: Input should be less than"),
+    (("apiServerAddress: 127.0.0.1", "apiServerAddress: localhost"),
+     'networking.apiServerAddress: invalid IP address "localhost"'),
+    (("apiServerPort: 6443", "apiServerPort: 70000"), "networking.apiServerPort: Input should be less than"),
     (("kind: Cluster", "kind: Pod"), "expected apiVersion: boxkube.dev/v1alpha1 and kind: Cluster"),
     (("nodes:", "nodes: 3\nx:"), "nodes: Input should be a valid list"),
 ])

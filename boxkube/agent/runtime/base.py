@@ -26,7 +26,13 @@ Shaped after the CRI the kubelet drives, cut down to what boxkube needs:
   `root_dir`, a folder that the agent writes and the engine can bind-mount from;
   a runtime without one (the simulated) gets none written.
 
-Probes' exec and HTTP hooks and logs/exec streaming are still to come. A
+Probes (boxkube.agent.prober) run HTTP and TCP checks from the node themselves;
+an exec probe runs in the container through `exec_sync`, and a runtime may
+answer probes itself (`probe`: the simulated runtime does). `logs` and `exec`
+stream a container's output and an interactive command for the agent's
+kubelet API (boxkube.agent.server), which serves `kubectl logs` and `kubectl
+exec` through the API server. A runtime without real containers raises
+NotImplementedError from them, with a message to show. A
 runtime object belongs to one node; whoever makes it closes it (an agent that
 restarts in the same process gets the same runtime back).
 """
@@ -116,6 +122,33 @@ class RuntimeEvent:
     kind: Literal["exited", "readiness"]
 
 
+class ExecSession(abc.ABC):
+    """A command running in a container, its streams attached (`Runtime.exec`)."""
+
+    @abc.abstractmethod
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next piece of output as (1 stdout | 2 stderr, data); None once the command's output ended."""
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Feed the command's stdin."""
+
+    @abc.abstractmethod
+    async def close_stdin(self) -> None:
+        """End the command's stdin (EOF)."""
+
+    async def resize(self, width: int, height: int) -> None:
+        """The terminal's new size (tty sessions)."""
+
+    @abc.abstractmethod
+    async def exit_code(self) -> int:
+        """The command's exit code, once its output has ended."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Let go of the streams."""
+
+
 class Runtime(abc.ABC):
     name: ClassVar[str]                    # the containerID scheme: "<name>://<id>"
     # Whether starting a container records the kubelet's Pulled event ("already present on
@@ -203,3 +236,23 @@ class Runtime(abc.ABC):
         """The runtime's own verdict on a running container's readiness (a simulated node's
         annotation); None leaves it to the agent's probes."""
         return None
+
+    async def probe(self, pod: Obj, container: ContainerInfo, kind: str, handler: Obj) -> tuple[bool, str] | None:
+        """The runtime's own answer to a probe (success, output); None has the prober run it (HTTP and TCP
+        from the node, exec through `exec_sync`)."""
+        return None
+
+    async def exec_sync(self, container_id: str, command: list[str], timeout: float) -> tuple[int, bytes]:
+        """Run `command` in the container to its end: (exit code, stdout and stderr); asyncio.TimeoutError
+        after `timeout` seconds (exec probes)."""
+        raise NotImplementedError(f"the {self.name} runtime cannot run commands in containers")
+
+    def logs(self, container_id: str, *, follow: bool = False, tail: int | None = None, since: float | None = None,
+             timestamps: bool = False) -> AsyncIterator[bytes]:
+        """The container's log (stdout and stderr as written), from `since` (epoch seconds) or its last
+        `tail` lines; with `follow`, on until the container ends."""
+        raise NotImplementedError(f"the {self.name} runtime keeps no container logs")
+
+    async def exec(self, container_id: str, command: list[str], *, stdin: bool, tty: bool) -> ExecSession:
+        """Start `command` in the running container with its streams attached."""
+        raise NotImplementedError(f"the {self.name} runtime cannot run commands in containers")

@@ -65,12 +65,14 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import docker.utils
 
-from boxkube.agent.runtime.base import ContainerConfig, ContainerInfo, Runtime, RuntimeEvent, RuntimeFailure, Sandbox
+from boxkube.agent.network import DEFAULT_CLUSTER_DOMAIN, pod_dns
+from boxkube.agent.runtime.base import (ContainerConfig, ContainerInfo, ExecSession, Runtime, RuntimeEvent,
+                                        RuntimeFailure, Sandbox)
 from boxkube.api.quantity import QuantityError, parse_quantity
 
 try:        # the name boxkube builds its pause image under (boxkube build node-image)
@@ -98,6 +100,8 @@ LABEL_NODE = "dev.boxkube.agent.node"                    # the runtime marker: w
 LABEL_CREATED = "dev.boxkube.created-at"                 # epoch seconds, finer than the engine's list shows
 LABEL_TERMINATION_FILE = "dev.boxkube.termination-message-file"
 TYPE_SANDBOX, TYPE_CONTAINER = "podsandbox", "container"
+LABEL_POD_NETWORK = "dev.boxkube.pod-network"           # on the engine network this runtime made
+_ENGINE_NETWORKS = ("bridge", "host", "none")           # the engine's own networks: used as they are
 
 # Upstream's limits on what a termination message shows (kubecontainer.MaxContainerTerminationMessage*).
 _MESSAGE_MAX = 4096
@@ -199,6 +203,42 @@ class Engine:
                 if line.strip():
                     yield json.loads(line)
 
+    async def stream_bytes(self, path: str, params: dict[str, str]) -> AsyncIterator[bytes]:
+        """The raw bytes of a long answer (a followed log) as they come."""
+        if self._session is None:
+            raise EngineUnreachable(f"not connected to the Docker engine at {self.address}")
+        async with self._session.get(self._url(path), params=params,
+                                     timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as r:
+            if r.status >= 400:
+                raise EngineError(r.status, _error_message(await r.read()))
+            async for chunk in r.content.iter_any():
+                yield chunk
+
+    async def hijack(self, path: str, body: Obj) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """POST `path` asking the engine to upgrade the connection to a raw stream (an exec's start with
+        its streams attached): the connection, past the engine's answer."""
+        if self._socket is not None:
+            reader, writer = await asyncio.open_unix_connection(self._socket)
+            host = "docker"
+        else:
+            u = urlsplit(self._base)
+            reader, writer = await asyncio.open_connection(u.hostname, u.port or 2375,
+                                                           ssl=self._ssl if u.scheme == "https" else None)
+            host = u.netloc
+        data = json.dumps(body).encode()
+        writer.write((f"POST {self._prefix}{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                      f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        if status >= 400:
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            text = await reader.read(length) if length else b""
+            writer.close()
+            raise EngineError(status, _error_message(text))
+        return reader, writer
+
 
 def _ssl_context(tls: Any) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=tls.ca_cert) if tls.verify else ssl.create_default_context()
@@ -298,11 +338,16 @@ class DockerRuntime(Runtime):
     name = "docker"
 
     def __init__(self, node_name: str, *, base_url: str | None = None, root_dir: str = DEFAULT_ROOT_DIR,
-                 pause_image: str = DEFAULT_PAUSE_IMAGE, network: str | None = None):
+                 pause_image: str = DEFAULT_PAUSE_IMAGE, network: str | None = None,
+                 cluster_dns: list[str] | None = None, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN):
         self.node_name = node_name
         self.root_dir = root_dir
         self.pause_image = pause_image
-        self.network = network                  # None: the engine's default bridge
+        # None: the engine's default bridge; a name of the engine's own (bridge, host, none): that one;
+        # any other name: a network this runtime makes on the node's podCIDR (see _ensure_pod_network)
+        self.network = network
+        self.cluster_dns = list(cluster_dns or [])      # the kubelet's --cluster-dns: pods' nameservers
+        self.cluster_domain = cluster_domain
         self.engine = Engine(base_url)
         self._engine_version = ""
         self._swap_limit = False
@@ -341,6 +386,8 @@ class DockerRuntime(Runtime):
         # The engine hands out the pod IPs: from its network, which should lie in the podCIDR.
         network = self.network or "bridge"
         try:
+            if network not in _ENGINE_NETWORKS:
+                await self._ensure_pod_network(network, cidr)
             details = await self.engine.request("GET", f"/networks/{quote(network, safe='')}")
             subnets = [c.get("Subnet") for c in (details.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
             wanted = ipaddress.ip_network(cidr, strict=False)
@@ -350,6 +397,34 @@ class DockerRuntime(Runtime):
                             "come from the engine's network", self.node_name, network, ", ".join(subnets) or "?", cidr)
         except (RuntimeFailure, OSError, ValueError) as e:
             log.warning("node %s: could not read the engine's network %s: %s", self.node_name, network, e)
+
+    async def _ensure_pod_network(self, network: str, cidr: str) -> None:
+        """The engine's pod network on the podCIDR: a bridge whose gateway (the node) is the range's first
+        IP and that masquerades nothing (the node's pod network rules masquerade what leaves the cluster's
+        pod range; pod-to-pod traffic keeps its source). One of ours on another range is made again if no
+        container uses it."""
+        wanted = ipaddress.ip_network(cidr, strict=False)
+        try:
+            details = await self.engine.request("GET", f"/networks/{quote(network, safe='')}")
+        except EngineError as e:
+            if e.status != 404:
+                raise
+            details = None
+        if details is not None:
+            subnets = [c.get("Subnet") for c in (details.get("IPAM") or {}).get("Config") or []]
+            if subnets == [str(wanted)]:
+                return
+            if (details.get("Labels") or {}).get(LABEL_POD_NETWORK) != "true" or details.get("Containers"):
+                return      # not ours, or in use: update_pod_cidr says what is wrong with it
+            log.info("node %s: making the pod network %s again, on %s (was %s)", self.node_name, network,
+                     wanted, ", ".join(map(str, subnets)))
+            await self.engine.request("DELETE", f"/networks/{quote(network, safe='')}")
+        await self.engine.request("POST", "/networks/create", body={
+            "Name": network, "Driver": "bridge", "CheckDuplicate": True, "Labels": {LABEL_POD_NETWORK: "true"},
+            "IPAM": {"Driver": "default", "Config": [{"Subnet": str(wanted),
+                                                      "Gateway": str(next(wanted.hosts()))}]},
+            "Options": {"com.docker.network.bridge.enable_ip_masquerade": "false"}})
+        log.info("node %s: pod network %s on %s", self.node_name, network, wanted)
 
     def network_ready(self) -> tuple[bool, str]:
         if not self._started:
@@ -393,6 +468,9 @@ class DockerRuntime(Runtime):
                    ((spec.get("securityContext") or {}).get("sysctls") or []) if s.get("name")}
         if sysctls:
             host_config["Sysctls"] = sysctls
+        dns = None if host_network else pod_dns(pod, self.cluster_dns, self.cluster_domain)
+        if dns is not None:     # resolv.conf as the kubelet writes it; app containers share the pause's
+            host_config["Dns"], host_config["DnsSearch"], host_config["DnsOptions"] = dns
         body: Obj = {"Image": self.pause_image, "Labels": labels, "HostConfig": host_config}
         if not host_network:
             body["Hostname"] = hostname(pod)
@@ -404,6 +482,8 @@ class DockerRuntime(Runtime):
         except EngineError as e:
             await self._remove(created)
             raise RuntimeFailure("CreatePodSandboxError", f"starting the pause container: {e}") from None
+        if dns is not None:
+            _rewrite_resolv_conf(details.get("ResolvConfPath") or "", *dns)
         log.debug("node %s: sandbox %s of %s/%s is up", self.node_name, created[:12], meta.get("namespace"),
                   meta.get("name"))
         return Sandbox(id=created, pod_uid=uid, namespace=meta.get("namespace", ""), name=meta.get("name", ""),
@@ -698,12 +778,132 @@ class DockerRuntime(Runtime):
             if not self._closed:        # the engine ended the stream (it restarted?): open it again
                 await asyncio.sleep(_EVENTS_RETRY)
 
+    # -- exec and logs (probes, kubectl exec and logs) ------------------------------
+
+    async def _exec_create(self, container_id: str, command: list[str], stdin: bool, tty: bool) -> str:
+        body = {"AttachStdin": stdin, "AttachStdout": True, "AttachStderr": not tty, "Tty": tty, "Cmd": command}
+        try:
+            created = await self.engine.request("POST", f"/containers/{container_id}/exec", body=body)
+        except EngineError as e:
+            raise RuntimeFailure("ExecError", f"cannot exec in container {container_id[:12]}: {e}") from None
+        return str(created["Id"])
+
+    async def exec_sync(self, container_id: str, command: list[str], timeout: float) -> tuple[int, bytes]:
+        exec_id = await self._exec_create(container_id, command, False, False)
+        data = await asyncio.wait_for(
+            self.engine.request("POST", f"/exec/{exec_id}/start", body={"Detach": False, "Tty": False}, raw=True,
+                                timeout=timeout + self.engine.timeout), timeout)
+        details = await self.engine.request("GET", f"/exec/{exec_id}/json")
+        return int(details.get("ExitCode") or 0), _demux(data or b"")
+
+    async def logs(self, container_id: str, *, follow: bool = False, tail: int | None = None,  # type: ignore[override]
+                   since: float | None = None, timestamps: bool = False) -> AsyncIterator[bytes]:
+        details = await self.engine.request("GET", f"/containers/{container_id}/json")
+        tty = bool((details.get("Config") or {}).get("Tty"))
+        params = {"stdout": "1", "stderr": "1", "follow": "1" if follow else "0",
+                  "timestamps": "1" if timestamps else "0", "tail": "all" if tail is None else str(max(0, tail))}
+        if since is not None:
+            params["since"] = f"{since:.9f}"
+        frames = _Frames()
+        async for chunk in self.engine.stream_bytes(f"/containers/{container_id}/logs", params):
+            if tty:
+                yield chunk
+                continue
+            out = b"".join(data for _, data in frames.feed(chunk))
+            if out:
+                yield out
+
+    async def exec(self, container_id: str, command: list[str], *, stdin: bool, tty: bool) -> ExecSession:
+        exec_id = await self._exec_create(container_id, command, stdin, tty)
+        reader, writer = await self.engine.hijack(f"/exec/{exec_id}/start", {"Detach": False, "Tty": tty})
+        return _DockerExec(self.engine, exec_id, reader, writer, tty)
+
+
+class _Frames:
+    """Splits the engine's multiplexed stream (8-byte headers: stream, 0, 0, 0, big-endian size) as it comes."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buffer += data
+        out = []
+        while len(self._buffer) >= 8:
+            size = int.from_bytes(self._buffer[4:8], "big")
+            if len(self._buffer) < 8 + size:
+                break
+            out.append((self._buffer[0] or 1, bytes(self._buffer[8:8 + size])))
+            del self._buffer[:8 + size]
+        return out
+
+
+class _DockerExec(ExecSession):
+    """An exec's streams over the connection the engine hijacked."""
+
+    def __init__(self, engine: Engine, exec_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 tty: bool):
+        self.engine, self.exec_id, self.reader, self.writer, self.tty = engine, exec_id, reader, writer, tty
+        self._frames = _Frames()
+        self._pending: list[tuple[int, bytes]] = []
+
+    async def read(self) -> tuple[int, bytes] | None:
+        while not self._pending:
+            chunk = await self.reader.read(65536)
+            if not chunk:
+                return None
+            if self.tty:
+                return 1, chunk
+            self._pending = self._frames.feed(chunk)
+        return self._pending.pop(0)
+
+    async def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def close_stdin(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+
+    async def resize(self, width: int, height: int) -> None:
+        with contextlib.suppress(RuntimeFailure, OSError):
+            await self.engine.request("POST", f"/exec/{self.exec_id}/resize", params={"h": str(height), "w": str(width)})
+
+    async def exit_code(self) -> int:
+        for _ in range(50):     # the engine may say Running for a moment after the streams end
+            details = await self.engine.request("GET", f"/exec/{self.exec_id}/json")
+            if not details.get("Running"):
+                return int(details.get("ExitCode") or 0)
+            await asyncio.sleep(0.05)
+        return int(details.get("ExitCode") or 0)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError, ConnectionError):
+            await self.writer.wait_closed()
+
 
 def _ip(settings: Obj) -> str:
     for network in (settings.get("Networks") or {}).values():
         if (network or {}).get("IPAddress"):
             return str(network["IPAddress"])
     return str(settings.get("IPAddress") or "")
+
+
+def _rewrite_resolv_conf(path: str, servers: list[str], searches: list[str], options: list[str]) -> None:
+    """The sandbox's resolv.conf as the kubelet writes it (dockershim rewrote the file the engine made):
+    on a network of its own the engine would point pods at its embedded resolver (127.0.0.11) instead.
+    The pod's app containers share the file (they join the pause's network)."""
+    lines = [f"nameserver {s}" for s in servers]
+    if searches:
+        lines.append("search " + " ".join(searches))
+    if options:
+        lines.append("options " + " ".join(options))
+    try:
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    except OSError as e:        # an engine whose files this agent does not see: the engine's own DNS stays
+        log.debug("could not write %s: %s", path or "the sandbox's resolv.conf", e)
 
 
 def _float(text: str | None, default: float) -> float:

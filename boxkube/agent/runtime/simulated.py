@@ -18,6 +18,13 @@ wins over `sim.boxkube.dev/exit-code` for container `web`):
     sim.boxkube.dev/stop-after    "5s"     how long it takes to exit after SIGTERM (default
                                             at once, code 0); past the grace period it is
                                             killed, code 137
+    sim.boxkube.dev/liveness-probe  "fail" what the container's probes of that kind answer
+    sim.boxkube.dev/readiness-probe "fail" (default: they succeed, with the probe's own
+    sim.boxkube.dev/startup-probe   "fail" timings and thresholds); read at every probe
+
+Probes are answered here, never sent: a simulated pod has no address to reach
+and no process to exec in. Logs and exec are not served for simulated nodes
+(the API server says so for them).
 
 Durations are Go-style ("500ms", "2s", "1m") or plain seconds. A value that
 does not parse fails the container's start (RunContainerError naming the
@@ -279,6 +286,11 @@ class SimulatedRuntime(Runtime):
         if c is not None and c.ready_after and container.started_at is not None:
             return time.time() - container.started_at >= c.ready_after
         return True
+
+    async def probe(self, pod: Obj, container: ContainerInfo, kind: str, handler: Obj) -> tuple[bool, str] | None:
+        if (annotation(pod, container.name, f"{kind}-probe") or "").strip().lower() == "fail":
+            return False, f"simulated failure ({PREFIX}{kind}-probe)"
+        return True, ""
 
     async def events(self) -> AsyncIterator[RuntimeEvent]:   # type: ignore[override]
         while True:

@@ -7,11 +7,10 @@ from pathlib import Path
 
 from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.providers.base import Provider
+from boxkube.cluster.providers.docker import DockerProvider
 from boxkube.cluster.providers.local import LocalProvider
 
 PROVIDER_NAMES = ("docker", "local")
-# The design's default; until the docker provider exists, creating a
-# cluster without --provider explains how to use the local one.
 DEFAULT_PROVIDER = "docker"
 
 ProviderFactory = Callable[[str], Provider]
@@ -22,9 +21,7 @@ def get_provider(name: str, home: Path, environ: Mapping[str, str]) -> Provider:
     if name == "local":
         return LocalProvider(home, environ)
     if name == "docker":
-        raise NotSupportedError(
-            "the docker provider is not supported yet; use: boxkube create cluster --provider local --nodes 0"
-        )
+        return DockerProvider(home, environ)
     raise ClusterError(f"unknown provider {name!r} (known: {', '.join(PROVIDER_NAMES)})")
 
 
@@ -45,6 +42,7 @@ def available_providers(factory: ProviderFactory) -> list[Provider]:
 
 __all__ = [
     "DEFAULT_PROVIDER",
+    "DockerProvider",
     "LocalProvider",
     "PROVIDER_NAMES",
     "Provider",

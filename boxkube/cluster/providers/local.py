@@ -16,9 +16,11 @@ which the nodes' process follows (see boxkube.agent.agent).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -26,12 +28,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import boxkube
-from boxkube.cluster.config import ClusterConfig
+from boxkube.cluster.config import ClusterConfig, Networking
 from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.etcd import HOST, start_etcd, wait_for_etcd
 from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, write_kubeconfig
 from boxkube.cluster.names import DEFAULT_CLUSTER_NAME
 from boxkube.cluster.pki import (
+    DEFAULT_HOSTS,
     certificate_authority_data,
     generate_serving_certificates,
     serving_certificate_files,
@@ -51,6 +54,7 @@ APISERVER = "apiserver"
 SCHEDULER = "scheduler"
 CONTROLLER_MANAGER = "controller-manager"
 NODES = "nodes"
+DNS = "dns"
 
 # Serve the API over HTTPS with the cluster's own CA (see boxkube.cluster.pki:
 # kubectl sends the bearer token only over TLS). Plain HTTP is for stand-in
@@ -59,8 +63,9 @@ TLS_DEFAULT = True
 
 # What people see for each process when it is stopped.
 _TITLES = {ETCD: "etcd", APISERVER: "API server", SCHEDULER: "scheduler",
-           CONTROLLER_MANAGER: "controller manager", NODES: "simulated nodes"}
-_MODULES = {SCHEDULER: "boxkube.scheduler", CONTROLLER_MANAGER: "boxkube.controllers", NODES: "boxkube.agent"}
+           CONTROLLER_MANAGER: "controller manager", NODES: "simulated nodes", DNS: "cluster DNS"}
+_MODULES = {SCHEDULER: "boxkube.scheduler", CONTROLLER_MANAGER: "boxkube.controllers", NODES: "boxkube.agent",
+            DNS: "boxkube.dns"}
 
 
 # Without --nodes: one node, so pods have somewhere to run (kind's default is one node too).
@@ -72,6 +77,35 @@ def lease_duration(nodes: int) -> int:
     """Seconds of a simulated node's Lease (renewed every quarter of it): 10 s, as boxkube's grace
     period wants, up to 100 nodes; longer beyond, so that renewals stay near 40 writes/s in all."""
     return max(10, -(-nodes // 10))
+
+
+def _unspecified(address: str) -> bool:
+    return ipaddress.ip_address(address).is_unspecified
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def advertise_address(networking: Networking) -> str:
+    """The address the `kubernetes` Service's endpoints give for the API server: the one it listens
+    on, or for all addresses (0.0.0.0, as in a docker node) this machine's own."""
+    if not _unspecified(networking.api_server_address):
+        return networking.api_server_address
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return HOST
+
+
+def serving_names(networking: Networking) -> list[str]:
+    """What the API server's certificate is good for: loopback, the address it listens on, this
+    machine's name and address (a docker node's), and the names and ClusterIP of the `kubernetes`
+    Service, so pods can verify it as they do upstream."""
+    service_ip = str(next(ipaddress.ip_network(networking.service_subnet).hosts()))
+    names = [*DEFAULT_HOSTS, advertise_address(networking), socket.gethostname(), service_ip, "kubernetes",
+             "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+    return list(dict.fromkeys(names))
 
 
 def default_apiserver_command() -> list[str]:
@@ -122,7 +156,7 @@ class LocalProvider:
         config = spec.config
         assert config is not None and spec.nodes is not None   # validate() filled them in
         steps = [
-            Step("Generating credentials", lambda: self.generate_credentials(cdir, state)),
+            Step("Generating credentials", lambda: self.generate_credentials(cdir, state, config)),
             Step("Starting etcd", lambda: self._start_etcd(cdir, state, deadline)),
             Step("Starting API server", lambda: self._start_apiserver(cdir, state, config)),
             Step(
@@ -135,6 +169,9 @@ class LocalProvider:
         if config.components.controller_manager:
             steps.append(Step("Starting controller manager", lambda: self._start_component(
                 cdir, state, CONTROLLER_MANAGER, self.controller_manager_flags(config, spec.nodes or 0))))
+            # Cluster DNS answers from the EndpointSlices the controller manager writes.
+            steps.append(Step("Starting cluster DNS", lambda: self._start_component(
+                cdir, state, DNS, self.dns_flags(config))))
         if spec.nodes:
             steps += [
                 Step(f"Starting {spec.nodes} simulated node{'s' if spec.nodes > 1 else ''}",
@@ -243,12 +280,12 @@ class LocalProvider:
         env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p != root]])
         return env
 
-    def generate_credentials(self, cdir: ClusterDir, state: ClusterState) -> None:
+    def generate_credentials(self, cdir: ClusterDir, state: ClusterState, config: ClusterConfig) -> None:
         token = generate_token()
         write_token_file(cdir.token_file, token)
         state.token = token
         if self.tls:
-            certificates = generate_serving_certificates(cdir.pki_dir)
+            certificates = generate_serving_certificates(cdir.pki_dir, serving_names(config.networking))
             state.certificate_authority = str(certificates.ca_cert)
         cdir.save(state)
 
@@ -266,7 +303,8 @@ class LocalProvider:
         argv = [
             *self.apiserver_command,
             "--etcd-servers", etcd_url,
-            "--bind-address", HOST,
+            "--bind-address", networking.api_server_address,
+            "--advertise-address", advertise_address(networking),
             "--port", str(port),
             "--token-file", str(cdir.token_file),
             "--service-cluster-ip-range", networking.service_subnet,
@@ -280,12 +318,15 @@ class LocalProvider:
 
     def _start_apiserver(self, cdir: ClusterDir, state: ClusterState, config: ClusterConfig) -> None:
         etcd_port = state.ports["etcd"]
-        port = free_port(HOST)
+        networking = config.networking
+        port = networking.api_server_port or free_port(HOST if _unspecified(networking.api_server_address)
+                                                       else networking.api_server_address)
         argv = self.apiserver_argv(cdir, f"http://{HOST}:{etcd_port}", port, config)
         record = start_detached(APISERVER, argv, cdir.log_file(APISERVER), cwd=cdir.root, env=self._process_env())
         state.processes[APISERVER] = record
         state.ports["apiserver"] = port
-        state.server = f"{'https' if self.tls else 'http'}://{HOST}:{port}"
+        host = HOST if _unspecified(networking.api_server_address) else networking.api_server_address
+        state.server = f"{'https' if self.tls else 'http'}://{_url_host(host)}:{port}"
         cdir.save(state)
 
     def _wait_for_apiserver(self, cdir: ClusterDir, state: ClusterState, deadline: float) -> None:
@@ -323,6 +364,14 @@ class LocalProvider:
         if config.components.controllers is not None:
             flags += ["--controllers", ",".join(config.components.controllers)]
         return flags
+
+    def dns_flags(self, config: ClusterConfig) -> list[str]:
+        """Where the cluster DNS listens (the API server's address; a free port unless BOXKUBE_DNS_PORT
+        says, as in a docker cluster's control plane: 53) and what it publishes as the kube-dns endpoints."""
+        networking = config.networking
+        host = networking.api_server_address
+        port = int(self.environ.get("BOXKUBE_DNS_PORT") or 0) or free_port(HOST if _unspecified(host) else host)
+        return ["--bind-address", host, "--port", str(port), "--advertise-address", advertise_address(networking)]
 
     @staticmethod
     def agent_flags(cdir: ClusterDir, spec: ClusterSpec) -> list[str]:

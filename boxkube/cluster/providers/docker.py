@@ -1,0 +1,507 @@
+"""The `docker` provider: a kind-like cluster whose nodes are containers of the boxkube node image.
+
+One Docker network per cluster (`boxkube-NAME`) holds a control-plane
+container (`NAME-control-plane`) and N worker containers (`NAME-worker`,
+`NAME-worker2`, ... as kind names them):
+
+- the control plane runs etcd, the API server, the scheduler and the
+  controller manager. They are started inside it by the `local` provider
+  (`boxkube create cluster --provider local --nodes 0`), so a docker cluster's
+  control plane is exactly a local one; it listens on 0.0.0.0:6443, published
+  on the host's 127.0.0.1 (`networking.apiServerAddress`/`apiServerPort`);
+- each worker runs its inner Docker engine (the node image's entrypoint starts
+  it) and the node agent with the Docker runtime, which reaches the API server
+  at https://NAME-control-plane:6443 (Docker's DNS on the cluster network).
+
+Everything made is labelled `dev.boxkube.cluster=NAME`, so `delete cluster`
+finds every container, volume and network again. Node containers run
+`--privileged` where the engine allows it, else with the capability set of
+the DinD field notes (some sandboxes refuse --privileged); the choice is made
+once per engine by trying.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from boxkube.cluster.config import ClusterConfig
+from boxkube.cluster.errors import ClusterError, NotSupportedError
+from boxkube.cluster.files import write_text_atomic
+from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, dump_kubeconfig
+from boxkube.cluster.progress import Progress
+from boxkube.cluster.readiness import http_get
+from boxkube.cluster.spec import ClusterSpec, format_seconds
+from boxkube.cluster.state import ClusterDir, ClusterState, cluster_dir, cluster_dirs
+from boxkube.cluster.steps import Step, run_steps
+
+log = logging.getLogger(__name__)
+
+LABEL_CLUSTER = "dev.boxkube.cluster"
+LABEL_ROLE = "dev.boxkube.role"
+CONTROL_PLANE, WORKER = "control-plane", "worker"
+API_PORT = 6443                       # the API server's port inside the control-plane container
+CONFIG_DIR = "/etc/boxkube"           # files boxkube gives a node container before it starts
+ADMIN_KUBECONFIG = f"{CONFIG_DIR}/admin.conf"
+NODE_KUBECONFIG = f"{CONFIG_DIR}/kubeconfig"
+NODE_CONFIG = f"{CONFIG_DIR}/node.json"
+INNER_CLUSTER_CONFIG = f"{CONFIG_DIR}/cluster.yaml"
+INNER_HOME = "/var/lib/boxkube"
+LOAD_ARCHIVE = "/var/boxkube-load.tar"  # an image on its way into a node's engine       # BOXKUBE_HOME of the control plane's local cluster
+DEFAULT_NODES = 1
+POD_NETWORK = "boxkube-pods"          # the inner engine's network of a worker's pods, on its podCIDR
+MAX_NODES = 20                        # each worker runs an engine and an agent: a laptop holds a handful
+
+NO_DOCKER = ("the docker provider needs a Docker engine, and {why}; "
+             "start Docker, or make a cluster without it: boxkube create cluster --provider local")
+
+# The node containers' rights where --privileged is refused (shared/notes/docker-in-docker.md): every
+# capability the engine may grant, no seccomp/AppArmor confinement, all devices, and /proc and /sys
+# neither masked nor read-only (the CLI's --security-opt systempaths=unconfined: empty path lists).
+FALLBACK_SECURITY: dict[str, Any] = {
+    "cap_add": ["ALL"],
+    "cap_drop": ["SYS_RESOURCE"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "device_cgroup_rules": ["a *:* rwm"],
+}
+UNMASKED_PATHS = {"MaskedPaths": [], "ReadonlyPaths": []}
+_security_by_engine: dict[str, dict[str, Any]] = {}
+
+
+def node_names(cluster: str, workers: int) -> list[str]:
+    """kind's names: NAME-control-plane, then NAME-worker, NAME-worker2, ..."""
+    return [f"{cluster}-{CONTROL_PLANE}", *(f"{cluster}-worker{'' if i == 0 else i + 1}" for i in range(workers))]
+
+
+def network_name(cluster: str) -> str:
+    return f"boxkube-{cluster}"
+
+
+def _tar(files: Mapping[str, tuple[str, int]]) -> bytes:
+    """A tar of {path: (text, mode)}, for put_archive at /."""
+    return _tar_bytes({path: text.encode() for path, (text, _mode) in files.items()},
+                      {path: mode for path, (_text, mode) in files.items()})
+
+
+def _tar_bytes(files: Mapping[str, bytes], modes: Mapping[str, int] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), (modes or {}).get(path, 0o644), int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _read_file(container: Any, path: str) -> str | None:
+    """A file of a container (running or not), or None if it is not there yet."""
+    import docker
+
+    try:
+        stream, _stat = container.get_archive(path)
+    except docker.errors.NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.next()
+        extracted = tar.extractfile(member) if member is not None else None
+        return extracted.read().decode() if extracted is not None else None
+
+
+def _last_logs(container: Any, lines: int = 20) -> list[str]:
+    try:
+        text = container.logs(tail=lines).decode("utf-8", "replace")
+    except Exception as e:   # the container may be gone
+        return [f"(no logs: {e})"]
+    return [f"last lines of docker logs {container.name}:", *(f"  {line}" for line in text.splitlines())]
+
+
+class DockerProvider:
+    """Clusters whose nodes are Docker containers."""
+
+    name = "docker"
+
+    def __init__(self, home: Path, environ: Mapping[str, str] | None = None, *, stop_timeout: int = 10) -> None:
+        self.home = home
+        self.environ = dict(os.environ if environ is None else environ)
+        self.stop_timeout = stop_timeout
+        self._client: Any = None
+
+    # -- the engine ---------------------------------------------------------
+
+    def docker(self) -> Any:
+        """The Docker client of the engine DOCKER_HOST names; ClusterError (one sentence) without one."""
+        if self._client is None:
+            try:
+                import docker
+            except ImportError as e:  # pragma: no cover - docker is a dependency
+                raise ClusterError(NO_DOCKER.format(why=f"its Python SDK is missing ({e})")) from None
+            try:
+                client = docker.from_env(environment=self.environ, timeout=120)
+                client.ping()
+            except docker.errors.DockerException:
+                where = self.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+                raise ClusterError(NO_DOCKER.format(why=f"none answers at {where}")) from None
+            self._client = client
+        return self._client
+
+    def _security(self, image: str) -> dict[str, Any]:
+        """--privileged if the engine grants it, else the fallback rights; tried once per engine."""
+        import docker
+
+        client = self.docker()
+        engine = client.info().get("ID", "")
+        if engine not in _security_by_engine:
+            probe = client.containers.create(image, ["true"], entrypoint=[], privileged=True,
+                                             labels={LABEL_ROLE: "privilege-probe"})
+            try:
+                probe.start()
+                probe.wait(timeout=60)
+                _security_by_engine[engine] = {"privileged": True}
+            except docker.errors.APIError as e:
+                log.info("the engine refuses --privileged (%s); using the capability fallback", e)
+                _security_by_engine[engine] = dict(FALLBACK_SECURITY)
+            finally:
+                probe.remove(force=True)
+        return _security_by_engine[engine]
+
+    # -- Provider interface -------------------------------------------------
+
+    def validate(self, spec: ClusterSpec) -> ClusterSpec:
+        config = spec.config or ClusterConfig(apiVersion="boxkube.dev/v1alpha1", kind="Cluster")
+        nodes = spec.nodes if spec.nodes is not None else (config.worker_count() or DEFAULT_NODES)
+        if nodes > MAX_NODES:
+            raise NotSupportedError(f"the docker provider runs at most {MAX_NODES} worker nodes, not {nodes} "
+                                    "(the local provider simulates thousands)")
+        self.docker()   # no engine: say so before anything is made
+        return replace(spec, nodes=nodes, config=config)
+
+    def create(self, spec: ClusterSpec, progress: Progress) -> None:
+        from boxkube.cluster.images import BuildOptions, build_node_image
+
+        cdir = cluster_dir(self.home, spec.name)
+        state = cdir.load()
+        config, workers = spec.config, spec.nodes or 0
+        assert config is not None
+        # --wait counts from when the nodes start: building the image first may take minutes, once
+        deadline = [0.0]
+        image: list[str] = []
+
+        def start_control_plane() -> None:
+            deadline[0] = time.monotonic() + spec.wait
+            self._start_control_plane(cdir, state, spec, deadline[0])
+
+        def ensure_image() -> None:
+            image.append(build_node_image(BuildOptions(), environ=self.environ, progress=progress).node)
+
+        steps = [
+            Step("Ensuring node image", ensure_image),
+            Step("Preparing nodes", lambda: self._prepare(spec, image[0], workers)),
+            Step("Starting control plane", start_control_plane),
+        ]
+        if workers:
+            steps += [
+                Step(f"Joining {workers} worker{'s' if workers > 1 else ''}",
+                     lambda: self._join_workers(cdir, state, spec, deadline[0])),
+                Step(f"Waiting up to {format_seconds(spec.wait)} for the nodes to be Ready",
+                     lambda: self._wait_for_nodes(state, spec.name, workers, deadline[0])),
+            ]
+        run_steps(steps, progress)
+
+    def delete(self, name: str, progress: Progress) -> None:
+        client = self.docker()
+        label = f"{LABEL_CLUSTER}={name}"
+        containers = client.containers.list(all=True, filters={"label": label})
+        if containers:
+            with progress.step(f"Deleting {len(containers)} node container{'s' if len(containers) > 1 else ''}"):
+                for container in containers:
+                    container.remove(force=True, v=True)
+        for volume in client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
+        for network in client.networks.list(filters={"label": label}):
+            with progress.step(f"Deleting network {network.name}"):
+                network.remove()
+        cdir = cluster_dir(self.home, name)
+        if cdir.exists():
+            with progress.step(f"Removing {cdir.root}"):
+                try:
+                    cdir.remove()
+                except OSError as e:
+                    raise ClusterError(f"cannot remove {cdir.root}: {e.strerror or e}") from None
+
+    def list(self) -> list[str]:
+        names = []
+        for cdir in cluster_dirs(self.home):
+            try:
+                if cdir.load().provider == self.name:
+                    names.append(cdir.name)
+            except ClusterError:
+                log.debug("skipping %s: no readable state", cdir.root)
+        return names
+
+    def kubeconfig(self, name: str) -> Kubeconfig:
+        state = cluster_dir(self.home, name).load()
+        if not state.server or not state.token or not state.certificate_authority:
+            raise ClusterError(f'cluster "{name}" has no API server yet (was its creation interrupted?)')
+        ca = base64.b64encode(Path(state.certificate_authority).read_bytes()).decode()
+        return build_kubeconfig(name, state.server, state.token, ca)
+
+    def stop_node(self, name: str, node: str) -> bool:
+        container = self._worker(name, node)
+        container.reload()
+        if container.status != "running":
+            return False
+        container.stop(timeout=0)     # as a machine losing power: no graceful shutdown
+        return True
+
+    def start_node(self, name: str, node: str) -> bool:
+        container = self._worker(name, node)
+        container.reload()
+        if container.status == "running":
+            return False
+        container.start()
+        return True
+
+    # -- steps --------------------------------------------------------------
+
+    def _labels(self, cluster: str, role: str) -> dict[str, str]:
+        return {LABEL_CLUSTER: cluster, LABEL_ROLE: role}
+
+    def _prepare(self, spec: ClusterSpec, image: str, workers: int) -> None:
+        """The network, and the node containers created (not started) with their volumes."""
+        client = self.docker()
+        client.networks.create(network_name(spec.name), driver="bridge", labels=self._labels(spec.name, "network"))
+        security = self._security(image)
+        assert spec.config is not None
+        api_host = spec.config.networking.api_server_address
+        api_port = spec.config.networking.api_server_port or None      # None: Docker picks a free one
+        worker_configs = self._worker_configs(spec.config, workers)
+        for node in node_names(spec.name, workers):
+            role = CONTROL_PLANE if node.endswith(f"-{CONTROL_PLANE}") else WORKER
+            volume = client.volumes.create(f"{node}-var-lib-docker", labels=self._labels(spec.name, role))
+            environment: dict[str, str] = {}
+            ports: dict[str, tuple[str, int | None]] = {}
+            files: dict[str, tuple[str, int]] = {}
+            if role == CONTROL_PLANE:
+                # the cluster DNS serves on the usual port there (the kube-dns Service's endpoints say so)
+                environment = {"BOXKUBE_DOCKERD": "0", "BOXKUBE_HOME": INNER_HOME, "BOXKUBE_DNS_PORT": "53"}
+                ports[f"{API_PORT}/tcp"] = (api_host, api_port)
+                command = ["sh", "-c", self._control_plane_script(spec)]
+                files[INNER_CLUSTER_CONFIG] = (self._inner_config(spec.config), 0o644)
+            else:
+                command = ["python", "-m", "boxkube.agent", "--runtime", "docker", "--node-name", node,
+                           "--kubeconfig", NODE_KUBECONFIG, *self._network_flags(spec.config)]
+                node_config = worker_configs.pop(0)
+                if node_config is not None:
+                    ports.update({f"{m.container_port}/{m.protocol.lower()}": (m.listen_address, m.host_port or None)
+                                  for m in node_config.extra_port_mappings})
+                    command += ["--node-config", NODE_CONFIG]
+                    own = node_config.model_dump(by_alias=True, exclude={"extra_port_mappings", "count", "role"})
+                    files[NODE_CONFIG] = (json.dumps(own), 0o644)
+            host_config = client.api.create_host_config(
+                network_mode=network_name(spec.name), port_bindings=ports,
+                # the inner engine's images and containers: a volume, as overlay2 cannot sit on overlay
+                binds={volume.name: {"bind": "/var/lib/docker", "mode": "rw"}},
+                tmpfs={"/run": "", "/tmp": ""}, cgroupns="private", **security)
+            if not security.get("privileged"):
+                host_config.update(UNMASKED_PATHS)
+            created = client.api.create_container(
+                image, command, name=node, hostname=node, labels=self._labels(spec.name, role),
+                environment=environment, ports=[tuple(p.split("/")) for p in ports], host_config=host_config)
+            if files:
+                client.api.put_archive(created["Id"], "/", _tar(files))
+
+    @staticmethod
+    def _network_flags(config: ClusterConfig) -> list[str]:
+        """The agent's pod network: the inner engine's pods on a network of the node's podCIDR, routes and
+        iptables of the node its own (boxkube.agent.network, .proxy), pods resolving through cluster DNS."""
+        from boxkube.dns import cluster_dns_ip
+
+        networking = config.networking
+        return ["--docker-network", POD_NETWORK, "--node-network", "--cluster-cidr", networking.pod_subnet,
+                "--cluster-dns", cluster_dns_ip(networking.service_subnet)]
+
+    @staticmethod
+    def _worker_configs(config: ClusterConfig, workers: int) -> list[Any]:
+        """Each worker's entry of the config file (labels, taints, port mappings), dealt out in order."""
+        entries = [entry for entry in config.workers() for _ in range(entry.count)]
+        return (entries + [None] * workers)[:workers]
+
+    @staticmethod
+    def _inner_config(config: ClusterConfig) -> str:
+        """The control plane's own cluster config: the user's networking, timings and components,
+        listening on every address of the container."""
+        data = config.model_dump(by_alias=True, exclude={"nodes", "name"})
+        data["networking"].update(apiServerAddress="0.0.0.0", apiServerPort=API_PORT)
+        return json.dumps(data)     # JSON is YAML
+
+    @staticmethod
+    def _control_plane_script(spec: ClusterSpec) -> str:
+        create = (f"boxkube create cluster --provider local --nodes 0 --name {spec.name} "
+                  f"--config {INNER_CLUSTER_CONFIG} --kubeconfig {ADMIN_KUBECONFIG} --wait {spec.wait:g}")
+        # the control plane's processes run detached; the container lives as long as this shell
+        return f"{create} && exec sleep infinity"
+
+    def _container(self, name: str) -> Any:
+        return self.docker().containers.get(name)
+
+    def _start_control_plane(self, cdir: ClusterDir, state: ClusterState, spec: ClusterSpec,
+                             deadline: float) -> None:
+        container = self._container(node_names(spec.name, 0)[0])
+        container.start()
+        admin = None
+        while admin is None:
+            admin = _read_file(container, ADMIN_KUBECONFIG)
+            if admin is not None:
+                break
+            container.reload()
+            if container.status not in ("created", "running"):
+                raise ClusterError(f"the control plane container stopped ({container.status})", _last_logs(container))
+            if time.monotonic() > deadline:
+                raise ClusterError("the control plane was not ready in time", _last_logs(container))
+            time.sleep(0.25)
+        inner = yaml.safe_load(admin)
+        token = inner["users"][0]["user"]["token"]
+        ca_pem = base64.b64decode(inner["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+        container.reload()
+        host_ip, host_port = self._published_api(container)
+        ca_file = cdir.pki_dir / "ca.crt"
+        cdir.pki_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_text_atomic(ca_file, ca_pem, mode=0o644)
+        state.token, state.certificate_authority = token, str(ca_file)
+        state.server = f"https://{host_ip}:{host_port}"
+        state.ports["apiserver"] = host_port
+        cdir.save(state)
+        # The published port answers once the engine's proxy is up: wait for it as the user will see it.
+        while True:
+            try:
+                status, _ = http_get(f"{state.server}/readyz", {"Authorization": f"Bearer {token}"},
+                                     timeout=2.0, ca_file=ca_file)
+                if status == 200:
+                    return
+            except OSError as e:
+                log.debug("waiting for %s: %s", state.server, e)
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the API server did not answer on {state.server} in time", _last_logs(container))
+            time.sleep(0.2)
+
+    @staticmethod
+    def _published_api(container: Any) -> tuple[str, int]:
+        bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{API_PORT}/tcp") or []
+        if not bindings:
+            raise ClusterError("the control plane's API port is not published", _last_logs(container))
+        host_ip = bindings[0].get("HostIp") or "127.0.0.1"
+        return ("127.0.0.1" if host_ip in ("0.0.0.0", "") else host_ip), int(bindings[0]["HostPort"])
+
+    def _join_workers(self, cdir: ClusterDir, state: ClusterState, spec: ClusterSpec, deadline: float) -> None:
+        """Start the workers with a kubeconfig for the control plane, and give their engines the
+        images every node needs (pause) and the tutorials use."""
+        from boxkube.cluster.images import WORKLOAD_IMAGES
+
+        assert state.token and state.certificate_authority
+        ca = base64.b64encode(Path(state.certificate_authority).read_bytes()).decode()
+        control_plane = node_names(spec.name, 0)[0]
+        kubeconfig = dump_kubeconfig(build_kubeconfig(spec.name, f"https://{control_plane}:{API_PORT}", state.token, ca))
+        workers = [self._container(node) for node in node_names(spec.name, spec.nodes or 0)[1:]]
+        for container in workers:
+            container.put_archive("/", _tar({NODE_KUBECONFIG: (kubeconfig, 0o600)}))
+            container.start()
+        for container in workers:
+            self._wait_for_engine(container, deadline)
+        self._load(workers, list(WORKLOAD_IMAGES))
+
+    def _wait_for_engine(self, container: Any, deadline: float) -> None:
+        """Until the node's inner engine answers (the entrypoint starts it before the agent)."""
+        while container.exec_run(["docker", "version", "--format", "{{.Server.Version}}"]).exit_code != 0:
+            container.reload()
+            if container.status != "running":
+                raise ClusterError(f"node {container.name} stopped ({container.status})", _last_logs(container))
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the Docker engine of node {container.name} did not start in time",
+                                   _last_logs(container))
+            time.sleep(0.1)
+
+    def _load(self, nodes: list[Any], images: list[str]) -> list[tuple[str, str]]:
+        """Copy host images into the nodes' engines (`docker save | docker load`), skipping a node that
+        has the image already (same ID); the (node, image) pairs copied."""
+        import docker
+
+        client, copied = self.docker(), []
+        for image in images:
+            try:
+                image_id = client.images.get(image).id
+            except docker.errors.ImageNotFound:
+                raise ClusterError(f'image "{image}" is not on this machine (see: docker images)') from None
+            needing = [node for node in nodes
+                       if node.exec_run(["docker", "image", "inspect", "--format", "{{.Id}}", image]).output.decode().strip()
+                       != image_id]
+            if not needing:
+                continue
+            archive = b"".join(client.api.get_image(image))
+            for node in needing:
+                # into the container's own filesystem: the archive API does not see its tmpfs /tmp
+                node.put_archive("/", _tar_bytes({LOAD_ARCHIVE: archive}))
+                loaded = node.exec_run(["sh", "-c", f"docker load -q -i {LOAD_ARCHIVE}; status=$?; "
+                                                    f"rm -f {LOAD_ARCHIVE}; exit $status"])
+                if loaded.exit_code != 0:
+                    raise ClusterError(f'could not load "{image}" into node {node.name}: '
+                                       f"{loaded.output.decode(errors='replace').strip()}")
+                copied.append((node.name, image))
+        return copied
+
+    def load_images(self, name: str, images: list[str]) -> list[tuple[str, str]]:
+        """`boxkube load image`: copy host images into every worker of cluster `name`."""
+        nodes = self.docker().containers.list(filters={"label": [f"{LABEL_CLUSTER}={name}", f"{LABEL_ROLE}={WORKER}"]})
+        if not nodes:
+            raise ClusterError(f'cluster "{name}" has no running worker nodes')
+        return self._load(sorted(nodes, key=lambda c: c.name), images)
+
+    def _wait_for_nodes(self, state: ClusterState, name: str, count: int, deadline: float) -> None:
+        assert state.server and state.token
+        last, ready = "no answer yet", set()
+        while True:
+            try:
+                status, body = http_get(f"{state.server}/api/v1/nodes", {"Authorization": f"Bearer {state.token}"},
+                                        ca_file=state.certificate_authority)
+                nodes = json.loads(body).get("items") or [] if status == 200 else []
+                ready = {n["metadata"]["name"] for n in nodes
+                         if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                for c in (n.get("status") or {}).get("conditions") or [])}
+                if len(ready) >= count:
+                    return
+                last = f"{len(ready)} of {count} Ready"
+            except (OSError, ValueError) as e:
+                last = str(e)
+            containers = self.docker().containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={name}"})
+            for container in containers:
+                if container.status not in ("created", "running"):
+                    raise ClusterError(f"node {container.name} stopped ({container.status})", _last_logs(container))
+            if time.monotonic() > deadline:
+                late = [c for c in containers if c.labels.get(LABEL_ROLE) == WORKER and c.name not in ready]
+                raise ClusterError(f"the nodes were not Ready in time ({last}; give more time with --wait)",
+                                   [line for c in late for line in _last_logs(c, 10)])
+            time.sleep(0.5)
+
+    def _worker(self, name: str, node: str) -> Any:
+        import docker
+
+        try:
+            container = self._container(node)
+        except docker.errors.NotFound:
+            raise ClusterError(f'no node "{node}" in cluster "{name}"') from None
+        labels = container.labels or {}
+        if labels.get(LABEL_CLUSTER) != name:
+            raise ClusterError(f'no node "{node}" in cluster "{name}"')
+        if labels.get(LABEL_ROLE) != WORKER:
+            raise ClusterError(f'node "{node}" is the control plane; only workers can be stopped and started')
+        return container
