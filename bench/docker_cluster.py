@@ -98,7 +98,8 @@ def memory(client: Any, cluster: str) -> list[tuple[str, str, float]]:
         for line in out.splitlines():
             kb, _, command = line.partition(" ")
             for needle, what in COMPONENTS.items():
-                if needle in command and not command.startswith("sh -c"):
+                # not the shells and tini that started them
+                if needle in command and not command.startswith(("sh -c", "/usr/bin/tini")):
                     rows.append((container.name, what, int(kb) / 1024))
                     break
     return rows
