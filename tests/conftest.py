@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ class Cluster:
         cfg = yaml.safe_load(self.kubeconfig.read_text())
         return (cfg["clusters"][0]["cluster"]["server"], cfg["users"][0]["user"]["token"],
                 cfg["clusters"][0]["cluster"].get("certificate-authority-data", ""))
+
+
+def until(check, timeout: float = 30.0, what: str = "condition", interval: float = 0.2):
+    """Poll `check()` until it returns something truthy; fail naming `what` and the last value."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
 
 
 def _boxkube(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

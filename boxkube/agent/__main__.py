@@ -33,16 +33,13 @@ from boxkube.agent.runtime.docker import DEFAULT_PAUSE_IMAGE, DEFAULT_ROOT_DIR, 
 from boxkube.agent.runtime.simulated import SimulatedRuntime
 from boxkube.agent.node import KUBELET_PORT
 from boxkube.agent.server import KubeletServer
+from boxkube.cluster.names import numbered_names
 from boxkube.client import ApiClient
 
 log = logging.getLogger("boxkube.agent")
 
 # Simulated nodes' InternalIPs, as the nodes of a kind cluster get them from its Docker network.
 _SIMULATED_NODE_NETWORK = ipaddress.ip_network("172.18.0.0/16")
-
-
-def node_names(prefix: str, count: int) -> list[str]:
-    return [prefix if i == 0 else f"{prefix}{i + 1}" for i in range(count)]
 
 
 def _nodes(args: argparse.Namespace) -> list[NodeSettings]:
@@ -55,7 +52,7 @@ def _nodes(args: argparse.Namespace) -> list[NodeSettings]:
         names = [args.node_name]
     else:
         count = args.nodes if args.nodes is not None else sum(c.count for c in configs) or 1
-        names = node_names(args.name_prefix, count)
+        names = numbered_names(args.name_prefix, count)
     nodes = node_settings(names, configs)
     for i, node in enumerate(nodes):
         node.internal_ip = args.node_ip if args.node_ip and len(nodes) == 1 else \

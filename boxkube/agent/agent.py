@@ -267,14 +267,7 @@ class NodeAgent:
         log.info("node %s switched off (%s=off): no more Lease renewals or status; its containers are gone",
                  self.name, POWER_ANNOTATION)
         self.powered_off = True
-        self.running = False
-        self.group.leases.remove(self)
-        self.group.statuses.remove(self)
-        tasks = [*self._tasks, *(t for w in self.workers.values() for t in w.tasks())]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.workers.clear()
+        await self._stop_work()
         self.lease = None
         self.pod_cidr = ""
         await self.runtime.lose_power()
@@ -389,12 +382,9 @@ class NodeAgent:
         if not task.cancelled() and task.exception() is not None:
             log.error("node %s: %s failed: %s", self.name, task.get_name(), task.exception())
 
-    async def stop(self) -> None:
-        """Stop the agent; the pods' containers keep running (a restarted agent adopts them)."""
+    async def _stop_work(self) -> None:
+        """Heartbeats, status posts and pod workers stop where they are."""
         self.running = False
-        if self._power_task is not None:
-            self._power_task.cancel()
-            await asyncio.gather(self._power_task, return_exceptions=True)
         self.group.leases.remove(self)
         self.group.statuses.remove(self)
         tasks = [*self._tasks, *(t for w in self.workers.values() for t in w.tasks())]
@@ -402,6 +392,14 @@ class NodeAgent:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.workers.clear()
+
+    async def stop(self) -> None:
+        """Stop the agent; the pods' containers keep running (a restarted agent adopts them)."""
+        self.running = False
+        if self._power_task is not None:
+            self._power_task.cancel()
+            await asyncio.gather(self._power_task, return_exceptions=True)
+        await self._stop_work()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_EVENT_FLUSH_TIMEOUT):
                 await self.recorder.close()

@@ -263,27 +263,18 @@ async def environment(pod: Obj, container: Obj, source: ObjectSource, *, pod_ip:
             env[name] = field_value(pod, source_ref["fieldRef"].get("fieldPath", ""), pod_ip=pod_ip, host_ip=host_ip)
         elif source_ref.get("resourceFieldRef") is not None:
             env[name] = resource_value(pod, container, source_ref["resourceFieldRef"], allocatable or {})
-        elif source_ref.get("configMapKeyRef") is not None:
-            ref = source_ref["configMapKeyRef"]
-            optional, cm, key = bool(ref.get("optional")), ref.get("name", ""), ref.get("key", "")
-            data = await source.configmap(cm, optional)
+        elif source_ref.get("configMapKeyRef") is not None or source_ref.get("secretKeyRef") is not None:
+            is_configmap = source_ref.get("configMapKeyRef") is not None
+            ref = source_ref["configMapKeyRef" if is_configmap else "secretKeyRef"]
+            optional, of, key = bool(ref.get("optional")), ref.get("name", ""), ref.get("key", "")
+            data = await (source.configmap if is_configmap else source.secret)(of, optional)
             if data is None:
                 continue
             if key not in data:
                 if optional:
                     continue
-                raise ConfigError(f"couldn't find key {key} in ConfigMap {namespace}/{cm}")
-            env[name] = _text(data[key])
-        elif source_ref.get("secretKeyRef") is not None:
-            ref = source_ref["secretKeyRef"]
-            optional, secret, key = bool(ref.get("optional")), ref.get("name", ""), ref.get("key", "")
-            data = await source.secret(secret, optional)
-            if data is None:
-                continue
-            if key not in data:
-                if optional:
-                    continue
-                raise ConfigError(f"couldn't find key {key} in Secret {namespace}/{secret}")
+                raise ConfigError(f"couldn't find key {key} in {'ConfigMap' if is_configmap else 'Secret'} "
+                                  f"{namespace}/{of}")
             env[name] = _text(data[key])
         else:
             env[name] = ""

@@ -88,6 +88,14 @@ def get_kubeconfig_command(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def get_nodes_command(args: argparse.Namespace, ctx: Context) -> int:
+    name = validate_cluster_name(args.name)
+    state = cluster_dir(ctx.home, name).load()
+    for node in ctx.providers(state.provider).nodes(name):
+        print(node, file=ctx.stdout)
+    return 0
+
+
 def kubectl_command(args: argparse.Namespace, ctx: Context) -> int:
     name = validate_cluster_name(args.name)
     cdir = cluster_dir(ctx.home, name)

@@ -169,6 +169,8 @@ COMMANDS: Sequence[Command] = (
         commands.delete_cluster_command,
     ),
     Command(("get", "clusters"), "List the clusters, one name a line", _no_flags, commands.get_clusters_command),
+    Command(("get", "nodes"), "List a cluster's nodes (for docker clusters, its containers), one a line", _name,
+            commands.get_nodes_command),
     Command(("get", "kubeconfig"), "Print a cluster's kubeconfig", _name, commands.get_kubeconfig_command),
     Command(
         ("kubectl",),

@@ -27,3 +27,13 @@ def validate_cluster_name(name: str) -> str:
 def kubeconfig_name(cluster_name: str) -> str:
     """The name of the cluster, user and context entries in a kubeconfig."""
     return f"boxkube-{cluster_name}"
+
+
+def numbered_names(prefix: str, count: int) -> list[str]:
+    """kind's way of naming alike nodes: PREFIX, PREFIX2, PREFIX3, ..."""
+    return [prefix if i == 0 else f"{prefix}{i + 1}" for i in range(count)]
+
+
+def worker_names(cluster_name: str, count: int) -> list[str]:
+    """The workers of a cluster: NAME-worker, NAME-worker2, ..."""
+    return numbered_names(f"{cluster_name}-worker", count)

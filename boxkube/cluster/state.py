@@ -14,6 +14,7 @@ Every cluster has one folder, ``$BOXKUBE_HOME/clusters/NAME/`` (default
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping
@@ -26,6 +27,8 @@ from boxkube.cluster.errors import ClusterError, ClusterExistsError, ClusterNotF
 from boxkube.cluster.files import write_text_atomic
 from boxkube.cluster.names import validate_cluster_name
 from boxkube.cluster.process import ProcessRecord
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "cluster.json"
 
@@ -161,10 +164,13 @@ class ClusterDir:
         write_text_atomic(self.state_file, json.dumps(state.to_dict(), indent=2) + "\n", mode=0o600)
 
     def remove(self) -> None:
+        """Remove the folder and all in it (gone already is fine); ClusterError if it cannot be."""
         try:
             shutil.rmtree(self.root)
         except FileNotFoundError:
             pass
+        except OSError as e:
+            raise ClusterError(f"cannot remove {self.root}: {e.strerror or e}") from None
 
 
 def clusters_root(home: Path) -> Path:
@@ -186,3 +192,15 @@ def cluster_dirs(home: Path) -> list[ClusterDir]:
     except OSError as e:
         raise ClusterError(f"cannot list {root}: {e}") from None
     return [ClusterDir(root / entry) for entry in entries if (root / entry).is_dir() and not entry.startswith(".")]
+
+
+def cluster_names(home: Path, provider: str) -> list[str]:
+    """Names of the clusters in `home` that `provider` made (a folder without readable state is skipped)."""
+    names = []
+    for cdir in cluster_dirs(home):
+        try:
+            if cdir.load().provider == provider:
+                names.append(cdir.name)
+        except ClusterError:
+            log.debug("skipping %s: no readable state", cdir.root)
+    return names

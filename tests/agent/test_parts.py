@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from boxkube.agent.__main__ import node_names
+from boxkube.cluster.names import numbered_names
 from boxkube.agent.backoff import Backoff, go_duration
 from boxkube.agent.config import NodeConfigError, node_settings, read_node_configs
 from boxkube.agent.heartbeat import Periodic
@@ -44,7 +44,7 @@ def test_go_duration(seconds, text):
 
 def test_node_config_entries_are_dealt_out_in_order(tmp_path):
     configs = read_node_configs("[{count: 2, labels: {disk: ssd}}, {taints: [{key: gpu, effect: NoSchedule}]}]")
-    nodes = node_settings(node_names("w", 4), configs)
+    nodes = node_settings(numbered_names("w", 4), configs)
     assert [n.name for n in nodes] == ["w", "w2", "w3", "w4"]
     assert [n.labels for n in nodes] == [{"disk": "ssd"}, {"disk": "ssd"}, {}, {}]
     assert node_taints(nodes[3]) == [{"key": "gpu", "effect": "NoSchedule"}]

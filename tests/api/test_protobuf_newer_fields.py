@@ -2,25 +2,9 @@
 1.37's Go struct tags, and what they carry must arrive in the stored object, as from a JSON body."""
 from __future__ import annotations
 
+from tests.pb_encoding import ld, v
+
 PROTOBUF = "application/vnd.kubernetes.protobuf"
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def v(number: int, value: int) -> bytes:
-    return varint(number << 3) + varint(value)
-
-
-def ld(number: int, *parts: bytes | str) -> bytes:
-    payload = b"".join(p.encode() if isinstance(p, str) else p for p in parts)
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def pod_body(name: str) -> bytes:

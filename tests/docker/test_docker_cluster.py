@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -32,19 +31,11 @@ def containers(docker_client, cluster: Cluster) -> list[str]:
                                                                filters={"label": f"dev.boxkube.cluster={cluster.name}"}))
 
 
-def until(check, timeout: float = 60.0, what: str = "condition"):
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
-
-
 def test_nodes_are_containers_named_as_kind_names_them(docker_cluster, docker_client):
     name = docker_cluster.name
     assert containers(docker_client, docker_cluster) == [f"{name}-control-plane", f"{name}-worker", f"{name}-worker2"]
+    listed = boxkube(docker_cluster, "get", "nodes")
+    assert listed.stdout.splitlines() == containers(docker_client, docker_cluster), listed.stderr
     nodes = json.loads(docker_cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
     assert sorted(n["metadata"]["name"] for n in nodes) == [f"{name}-worker", f"{name}-worker2"]
     for node in nodes:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 import yaml
 
-from tests.conftest import Cluster, made_cluster
+from tests.conftest import Cluster, made_cluster, until
 
 pytestmark = pytest.mark.docker
 
@@ -32,16 +31,6 @@ def pod(name: str, script: str, **container) -> str:
 def status(cluster: Cluster, name: str) -> dict:
     p = json.loads(cluster.kubectl("get", "pod", name, "-o", "json").stdout)
     return ((p.get("status") or {}).get("containerStatuses") or [{}])[0]
-
-
-def until(check, timeout: float = 90.0, what: str = "condition"):
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
 
 
 def test_logs_and_exec(streams_cluster):
@@ -73,7 +62,7 @@ def test_logs_and_exec(streams_cluster):
     # --previous after a restart (the container is told to exit through a file)
     c.kubectl("exec", "talk", "--", "touch", "/tmp/stop")
     until(lambda: status(c, "talk").get("restartCount", 0) >= 1 and "running" in status(c, "talk")["state"],
-          what="a restart")
+          timeout=90, interval=0.5, what="a restart")
     previous = c.kubectl("logs", "talk", "--previous").stdout
     assert previous.startswith(logs.splitlines()[0] + "\n")
 
@@ -89,7 +78,7 @@ def test_a_liveness_failure_restarts_the_container(streams_cluster):
     def restarted_twice():
         counts.append(status(c, "sick").get("restartCount", 0))
         return counts[-1] >= 2
-    until(restarted_twice, timeout=120, what="two restarts")
+    until(restarted_twice, timeout=120, interval=0.5, what="two restarts")
     assert counts == sorted(counts)
     events = c.kubectl("get", "events", "--field-selector", "involvedObject.name=sick", "-o", "json").stdout
     seen = {(e["reason"], e["message"]) for e in json.loads(events)["items"]}

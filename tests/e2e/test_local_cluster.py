@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from e2e_support import until
+from tests.conftest import until
+
 
 
 def pods(cluster, *selector: str, namespace: str = "default") -> list[dict]:

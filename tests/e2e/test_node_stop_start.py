@@ -9,9 +9,8 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from e2e_support import until
 
-from tests.conftest import Cluster, made_cluster
+from tests.conftest import Cluster, made_cluster, until
 
 FAST_EVICTION = """apiVersion: boxkube.dev/v1alpha1
 kind: Cluster

@@ -643,3 +643,12 @@ def test_load_image_into_a_local_cluster_says_its_nodes_run_no_images(boxkube: R
     assert result.code == 1
     assert result.err == ('ERROR: cluster "sim" has simulated nodes (local provider), which run no images; '
                           "load images into a docker cluster\n")
+
+
+def test_get_nodes_lists_the_simulated_nodes_as_the_agent_names_them(boxkube: Runner, env: dict[str, str]) -> None:
+    cluster_dir(Path(env["BOXKUBE_HOME"]), "three").claim(ClusterState(name="three", provider="local", nodes=3))
+    result = boxkube("get", "nodes", "--name", "three")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == ["three-worker", "three-worker2", "three-worker3"]
+    missing = boxkube("get", "nodes", "--name", "nope")
+    assert missing.code == 1 and missing.err.startswith("ERROR: ") and len(missing.err.splitlines()) == 1

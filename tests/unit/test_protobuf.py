@@ -8,27 +8,9 @@ import pytest
 
 from boxkube.apiserver import codec, errors, protobuf, schema
 from boxkube.apiserver.resources import RESOURCES
+from tests.pb_encoding import ld, v, varint
 
-# -- a tiny encoder, enough to write test messages -----------------------------------
-
-
-def varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def v(number: int, value: int) -> bytes:
-    return varint(number << 3) + varint(value)
-
-
-def ld(number: int, *parts: bytes | str) -> bytes:
-    payload = b"".join(p.encode() if isinstance(p, str) else p for p in parts)
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
+# -- test messages -------------------------------------------------------------------
 
 
 def entry(number: int, key: str, value: bytes | str) -> bytes:

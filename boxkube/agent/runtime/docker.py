@@ -191,26 +191,27 @@ class Engine:
             raise EngineUnreachable(f"the Docker engine at {self.address} did not answer "
                                     f"{method} {path}: {e or type(e).__name__}") from None
 
-    async def stream(self, path: str, params: dict[str, str]) -> AsyncIterator[Obj]:
-        """The JSON objects of a never-ending answer (the event stream), one a line."""
+    @contextlib.asynccontextmanager
+    async def _long_get(self, path: str, params: dict[str, str]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A GET whose answer may never end (no read timeout); engine errors raised before the body."""
         if self._session is None:
             raise EngineUnreachable(f"not connected to the Docker engine at {self.address}")
         async with self._session.get(self._url(path), params=params,
                                      timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as r:
             if r.status >= 400:
                 raise EngineError(r.status, _error_message(await r.read()))
+            yield r
+
+    async def stream(self, path: str, params: dict[str, str]) -> AsyncIterator[Obj]:
+        """The JSON objects of a never-ending answer (the event stream), one a line."""
+        async with self._long_get(path, params) as r:
             async for line in r.content:
                 if line.strip():
                     yield json.loads(line)
 
     async def stream_bytes(self, path: str, params: dict[str, str]) -> AsyncIterator[bytes]:
         """The raw bytes of a long answer (a followed log) as they come."""
-        if self._session is None:
-            raise EngineUnreachable(f"not connected to the Docker engine at {self.address}")
-        async with self._session.get(self._url(path), params=params,
-                                     timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as r:
-            if r.status >= 400:
-                raise EngineError(r.status, _error_message(await r.read()))
+        async with self._long_get(path, params) as r:
             async for chunk in r.content.iter_any():
                 yield chunk
 

@@ -43,6 +43,11 @@ class Provider(Protocol):
         """A kubeconfig (as a dict) for cluster `name` alone."""
         ...
 
+    def nodes(self, name: str) -> list[str]:
+        """The names of the nodes of cluster `name` (for a docker cluster, its node containers,
+        the control plane's included, as `kind get nodes` lists them)."""
+        ...
+
     def stop_node(self, name: str, node: str) -> bool:
         """Stop node `node` of cluster `name` as a machine that loses power (the node agent stops
         without a word; its containers are gone). False if it was stopped already; ClusterError for a

@@ -40,10 +40,11 @@ from boxkube.cluster.config import ClusterConfig
 from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.files import write_text_atomic
 from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, dump_kubeconfig
+from boxkube.cluster.names import worker_names
 from boxkube.cluster.progress import Progress
 from boxkube.cluster.readiness import http_get
 from boxkube.cluster.spec import ClusterSpec, format_seconds
-from boxkube.cluster.state import ClusterDir, ClusterState, cluster_dir, cluster_dirs
+from boxkube.cluster.state import ClusterDir, ClusterState, cluster_dir, cluster_names
 from boxkube.cluster.steps import Step, run_steps
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ _security_by_engine: dict[str, dict[str, Any]] = {}
 
 def node_names(cluster: str, workers: int) -> list[str]:
     """kind's names: NAME-control-plane, then NAME-worker, NAME-worker2, ..."""
-    return [f"{cluster}-{CONTROL_PLANE}", *(f"{cluster}-worker{'' if i == 0 else i + 1}" for i in range(workers))]
+    return [f"{cluster}-{CONTROL_PLANE}", *worker_names(cluster, workers)]
 
 
 def network_name(cluster: str) -> str:
@@ -234,20 +235,10 @@ class DockerProvider:
         cdir = cluster_dir(self.home, name)
         if cdir.exists():
             with progress.step(f"Removing {cdir.root}"):
-                try:
-                    cdir.remove()
-                except OSError as e:
-                    raise ClusterError(f"cannot remove {cdir.root}: {e.strerror or e}") from None
+                cdir.remove()
 
     def list(self) -> list[str]:
-        names = []
-        for cdir in cluster_dirs(self.home):
-            try:
-                if cdir.load().provider == self.name:
-                    names.append(cdir.name)
-            except ClusterError:
-                log.debug("skipping %s: no readable state", cdir.root)
-        return names
+        return cluster_names(self.home, self.name)
 
     def kubeconfig(self, name: str) -> Kubeconfig:
         state = cluster_dir(self.home, name).load()
@@ -255,6 +246,11 @@ class DockerProvider:
             raise ClusterError(f'cluster "{name}" has no API server yet (was its creation interrupted?)')
         ca = base64.b64encode(Path(state.certificate_authority).read_bytes()).decode()
         return build_kubeconfig(name, state.server, state.token, ca)
+
+    def nodes(self, name: str) -> list[str]:
+        cluster_dir(self.home, name).load()     # a clear error for a cluster that does not exist
+        containers = self.docker().containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={name}"})
+        return sorted(c.name for c in containers)
 
     def stop_node(self, name: str, node: str) -> bool:
         container = self._worker(name, node)

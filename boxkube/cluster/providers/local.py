@@ -32,7 +32,7 @@ from boxkube.cluster.config import ClusterConfig, Networking
 from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.etcd import HOST, start_etcd, wait_for_etcd
 from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, write_kubeconfig
-from boxkube.cluster.names import DEFAULT_CLUSTER_NAME
+from boxkube.cluster.names import DEFAULT_CLUSTER_NAME, worker_names
 from boxkube.cluster.pki import (
     DEFAULT_HOSTS,
     certificate_authority_data,
@@ -43,7 +43,7 @@ from boxkube.cluster.process import free_port, is_running, start_detached, stop_
 from boxkube.cluster.progress import Progress
 from boxkube.cluster.readiness import log_details, wait_until_ready
 from boxkube.cluster.spec import ClusterSpec, format_seconds
-from boxkube.cluster.state import ClusterDir, ClusterState, cluster_dir, cluster_dirs
+from boxkube.cluster.state import ClusterDir, ClusterState, cluster_dir, cluster_names
 from boxkube.cluster.steps import Step, run_steps
 from boxkube.cluster.token import generate_token, write_token_file
 
@@ -188,20 +188,10 @@ class LocalProvider:
         state = cdir.load()
         self.stop_processes(cdir, state, progress)
         with progress.step(f"Removing {cdir.root}"):
-            try:
-                cdir.remove()
-            except OSError as e:
-                raise ClusterError(f"cannot remove {cdir.root}: {e.strerror or e}") from None
+            cdir.remove()
 
     def list(self) -> list[str]:
-        names = []
-        for cdir in cluster_dirs(self.home):
-            try:
-                if cdir.load().provider == self.name:
-                    names.append(cdir.name)
-            except ClusterError:
-                log.debug("skipping %s: no readable state", cdir.root)
-        return names
+        return cluster_names(self.home, self.name)
 
     def kubeconfig(self, name: str) -> Kubeconfig:
         state = cluster_dir(self.home, name).load()
@@ -214,6 +204,10 @@ class LocalProvider:
             except OSError as e:
                 raise ClusterError(f"cannot read the CA certificate of cluster \"{name}\": {e.strerror or e}") from None
         return build_kubeconfig(name, state.server, state.token, ca_data)
+
+    def nodes(self, name: str) -> list[str]:
+        """The simulated nodes, named as the agent names them (NAME-worker, NAME-worker2, ...)."""
+        return worker_names(name, cluster_dir(self.home, name).load().nodes)
 
     def stop_node(self, name: str, node: str) -> bool:
         return self._switch_node(name, node, off=True)
