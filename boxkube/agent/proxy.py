@@ -241,7 +241,7 @@ class ServiceProxy:
         self.services = Informer(client, SERVICES)
         self.slices = Informer(client, ENDPOINT_SLICES)
         self._dirty = asyncio.Event()
-        self._written = ""
+        self._written = self._last_rules = ""
         self.syncs = 0
 
     async def serve(self) -> None:
@@ -290,10 +290,12 @@ class ServiceProxy:
         if rules == self._written:
             return
         await self.runner(["iptables-restore", "--noflush"], rules)
-        self._written = rules
+        # a periodic rewrite of unchanged rules is not news: logged only when debugging
+        changed, self._written, self._last_rules = rules != self._last_rules, rules, rules
         self.syncs += 1
-        log.info("node %s: service rules written: %d service port(s), %d endpoint(s)", self.node_name,
-                 sum(1 for p in ports if p.endpoints), sum(len(p.endpoints) for p in ports))
+        log.log(logging.INFO if changed else logging.DEBUG,
+                "node %s: service rules written: %d service port(s), %d endpoint(s)", self.node_name,
+                sum(1 for p in ports if p.endpoints), sum(len(p.endpoints) for p in ports))
 
 
 __all__ = ["Endpoint", "ServicePort", "ServiceProxy", "chains_in", "render", "service_ports"]
