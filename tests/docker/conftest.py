@@ -52,6 +52,8 @@ _SAY_DOCKERFILE = ("ARG BUSYBOX_IMAGE\nFROM ${BUSYBOX_IMAGE}\nCOPY say /bin/say\
                    "ENTRYPOINT [\"/bin/say\", \"entry\"]\nCMD [\"cmd\"]\n")
 
 
+TEST_NODE_PREFIX = "dock-"      # the in-process test nodes: dock-<random>-<n>
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "docker: needs a Docker engine (real containers); skipped without one")
 
@@ -71,6 +73,12 @@ def docker_client():
     except Exception as e:      # no engine, no permission, no socket
         pytest.skip(f"no Docker engine answers: {e}")
     yield client
+    # Whatever a test's agents left behind (a test stopped midway, a removal that raced the engine):
+    # every container of the in-process test nodes goes at the end of the session.
+    for container in client.containers.list(all=True, filters={"label": LABEL_NODE}):
+        if container.labels.get(LABEL_NODE, "").startswith(TEST_NODE_PREFIX):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.remove(force=True)
     client.close()
 
 
@@ -132,7 +140,7 @@ class DockerAgents:
         self.runtimes: list[DockerRuntime] = []
 
     def node_names(self, count: int = 1) -> list[str]:
-        prefix = f"dock-{uuid.uuid4().hex[:6]}"
+        prefix = f"{TEST_NODE_PREFIX}{uuid.uuid4().hex[:6]}"
         return [f"{prefix}-{i}" for i in range(count)]
 
     async def runtime(self, name: str) -> DockerRuntime:
