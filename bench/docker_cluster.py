@@ -40,7 +40,7 @@ import docker
 from boxkube.client import ApiClient
 from boxkube.client.resources import resource
 from boxkube.cluster.images import BuildOptions, PAUSE_IMAGE, build_node_image
-from boxkube.cluster.providers.docker import DockerProvider, UNMASKED_PATHS
+from boxkube.cluster.providers.docker import DockerProvider, node_host_config
 
 # bench/ is on sys.path when a bench runs as `python bench/NAME.py`.
 from harness import follow, machine_facts, percentile, run_loop
@@ -57,17 +57,12 @@ COMPONENTS = {"boxkube.apiserver": "API server", "boxkube.scheduler": "scheduler
 
 def floor(client: Any, image: str, count: int) -> float:
     """Seconds from starting `count` bare node containers to every inner engine answering."""
-    provider = DockerProvider(Path(tempfile.mkdtemp()))
-    security = provider._security(image)
+    security = DockerProvider(Path(tempfile.mkdtemp())).security(image)
     made = []
     try:
         started = time.perf_counter()
         for i in range(count):
-            host_config = client.api.create_host_config(
-                binds={f"bench-floor-{i}": {"bind": "/var/lib/docker", "mode": "rw"}},
-                tmpfs={"/run": "", "/tmp": ""}, cgroupns="private", **security)
-            if not security.get("privileged"):
-                host_config.update(UNMASKED_PATHS)
+            host_config = node_host_config(client, security, f"bench-floor-{i}")
             created = client.api.create_container(image, ["sleep", "infinity"], name=f"bench-floor-{i}",
                                                   host_config=host_config, labels={"dev.boxkube.bench": "floor"})
             client.api.start(created["Id"])

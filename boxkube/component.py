@@ -18,6 +18,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from boxkube.client import ApiError, ConfigError, TransportError
+from boxkube.client.leaderelection import (
+    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig, default_identity,
+)
 from boxkube.cluster.config import parse_duration
 
 try:
@@ -48,6 +51,29 @@ def bool_flag(text: str) -> bool:
     if value in ("0", "f", "false"):
         return False
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def leader_election_flags(parser: argparse.ArgumentParser, lease_name: str, what: str) -> None:
+    """The upstream components' --leader-elect flags; on by default, the Lease kube-system/`lease_name`.
+    `what` is what the winner does ("scheduling")."""
+    parser.add_argument("--leader-elect", type=bool_flag, nargs="?", const=True, default=True, metavar="BOOL",
+                        help=f"take a Lease before {what}, so several copies can run and one takes over from "
+                             "another (default: true)")
+    parser.add_argument("--lease-namespace", default="kube-system")
+    parser.add_argument("--lease-name", default=lease_name)
+    parser.add_argument("--leader-elect-lease-duration", type=duration_flag, default=DEFAULT_LEASE_DURATION)
+    parser.add_argument("--leader-elect-renew-deadline", type=duration_flag, default=DEFAULT_RENEW_DEADLINE)
+    parser.add_argument("--leader-elect-retry-period", type=duration_flag, default=DEFAULT_RETRY_PERIOD)
+
+
+def leader_election(args: argparse.Namespace) -> LeaderElectionConfig | None:
+    """The election those flags ask for; None with --leader-elect=false."""
+    if not args.leader_elect:
+        return None
+    return LeaderElectionConfig(args.lease_namespace, args.lease_name, default_identity(),
+                                lease_duration=args.leader_elect_lease_duration,
+                                renew_deadline=args.leader_elect_renew_deadline,
+                                retry_period=args.leader_elect_retry_period)
 
 
 async def _until_signalled(main: Coroutine[Any, Any, None], log: logging.Logger) -> None:

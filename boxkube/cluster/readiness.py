@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import ssl
@@ -34,6 +35,15 @@ def http_get(
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode("utf-8", "replace")
+
+
+def ready_node_names(status: int, body: str) -> set[str]:
+    """The names of the Ready nodes in the answer to GET /api/v1/nodes (none unless it is a 200)."""
+    if status != 200:
+        return set()
+    return {node["metadata"]["name"] for node in json.loads(body).get("items") or []
+            if any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in (node.get("status") or {}).get("conditions") or [])}
 
 
 def log_details(record: ProcessRecord, count: int = LOG_TAIL_LINES) -> list[str]:

@@ -13,9 +13,6 @@ import sys
 
 from boxkube import component
 from boxkube.client import ApiClient
-from boxkube.client.leaderelection import (
-    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig, default_identity,
-)
 from boxkube.controllers.base import Settings
 from boxkube.controllers.manager import ControllerManager, available_controllers
 
@@ -27,11 +24,8 @@ async def _run(args: argparse.Namespace) -> None:
                         terminated_pod_gc_threshold=args.terminated_pod_gc_threshold)
     async with ApiClient.from_kubeconfig(args.kubeconfig, user_agent="boxkube-controller-manager") as client:
         names = args.controllers.split(",") if args.controllers else None
-        election = LeaderElectionConfig(args.lease_namespace, args.lease_name, default_identity(),
-                                        lease_duration=args.leader_elect_lease_duration,
-                                        renew_deadline=args.leader_elect_renew_deadline,
-                                        retry_period=args.leader_elect_retry_period) if args.leader_elect else None
-        manager = ControllerManager(client, names, settings, host=socket.gethostname(), leader_election=election)
+        manager = ControllerManager(client, names, settings, host=socket.gethostname(),
+                                    leader_election=component.leader_election(args))
         await manager.run()
 
 
@@ -39,14 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m boxkube.controllers", description="boxkube controller manager")
     p.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--controllers", help=f"comma-separated subset to run (default: all of {', '.join(available_controllers())})")
-    p.add_argument("--leader-elect", type=component.bool_flag, nargs="?", const=True, default=True, metavar="BOOL",
-                   help="take a Lease before running the controllers, so several copies can run and one takes "
-                        "over from another (default: true)")
-    p.add_argument("--lease-namespace", default="kube-system")
-    p.add_argument("--lease-name", default="kube-controller-manager")
-    p.add_argument("--leader-elect-lease-duration", type=component.duration_flag, default=DEFAULT_LEASE_DURATION)
-    p.add_argument("--leader-elect-renew-deadline", type=component.duration_flag, default=DEFAULT_RENEW_DEADLINE)
-    p.add_argument("--leader-elect-retry-period", type=component.duration_flag, default=DEFAULT_RETRY_PERIOD)
+    component.leader_election_flags(p, "kube-controller-manager", "running the controllers")
     p.add_argument("--node-monitor-grace-period", type=component.duration_flag, default=Settings.node_monitor_grace_period)
     p.add_argument("--pod-eviction-timeout", type=component.duration_flag, default=Settings.pod_eviction_timeout)
     p.add_argument("--cluster-cidr", default=Settings.cluster_cidr, help="the pod network nodes' podCIDRs come from")

@@ -15,10 +15,7 @@ import sys
 
 from boxkube import component
 from boxkube.client import ApiClient
-from boxkube.client.leaderelection import (
-    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig, LeaderElector,
-    default_identity,
-)
+from boxkube.client.leaderelection import LeaderElector
 from boxkube.scheduler.plugins import default_profile
 from boxkube.scheduler.scheduler import Scheduler
 
@@ -41,13 +38,10 @@ async def _run(args: argparse.Namespace) -> None:
             profile = default_profile(percentage_of_nodes_to_score=args.percentage_of_nodes_to_score or None)
             return Scheduler(client, profiles=[profile], host=socket.gethostname())
 
-        if not args.leader_elect:
+        config = component.leader_election(args)
+        if config is None:
             await scheduler().run()
             return
-        config = LeaderElectionConfig(args.lease_namespace, args.lease_name, default_identity(),
-                                      lease_duration=args.leader_elect_lease_duration,
-                                      renew_deadline=args.leader_elect_renew_deadline,
-                                      retry_period=args.leader_elect_retry_period)
         elector = LeaderElector(client, config)
         while True:
             await elector.run(lambda: scheduler().run())
@@ -57,14 +51,7 @@ async def _run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m boxkube.scheduler", description="boxkube scheduler")
     p.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
-    p.add_argument("--leader-elect", type=component.bool_flag, nargs="?", const=True, default=True, metavar="BOOL",
-                   help="take a Lease before scheduling, so several copies can run and one takes over from another "
-                        "(default: true)")
-    p.add_argument("--lease-namespace", default="kube-system")
-    p.add_argument("--lease-name", default="kube-scheduler")
-    p.add_argument("--leader-elect-lease-duration", type=component.duration_flag, default=DEFAULT_LEASE_DURATION)
-    p.add_argument("--leader-elect-renew-deadline", type=component.duration_flag, default=DEFAULT_RENEW_DEADLINE)
-    p.add_argument("--leader-elect-retry-period", type=component.duration_flag, default=DEFAULT_RETRY_PERIOD)
+    component.leader_election_flags(p, "kube-scheduler", "scheduling")
     p.add_argument("--percentage-of-nodes-to-score", type=_percentage, default=0,
                    help="stop filtering once this share of the nodes fits (0: upstream's adaptive default)")
     p.add_argument("--log-level", default="info")

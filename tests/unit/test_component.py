@@ -76,3 +76,12 @@ def test_failures_of_the_program_itself_can_be_named():
         raise Refused("bad node config")
 
     assert component.run(main(), log, failures=(Refused,)) == 1
+
+
+def test_leader_election_flags_as_the_upstream_components_take_them():
+    parser = argparse.ArgumentParser()
+    component.leader_election_flags(parser, "kube-scheduler", "scheduling")
+    config = component.leader_election(parser.parse_args(["--leader-elect-lease-duration", "20s"]))
+    assert (config.namespace, config.name, config.lease_duration) == ("kube-system", "kube-scheduler", 20.0)
+    assert component.leader_election(parser.parse_args(["--leader-elect=false"])) is None
+    assert component.leader_election(parser.parse_args(["--leader-elect"])) is not None

@@ -29,10 +29,10 @@ import logging
 import os
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -41,8 +41,9 @@ from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.files import write_text_atomic
 from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, dump_kubeconfig
 from boxkube.cluster.names import worker_names
+from boxkube.cluster.pki import certificate_authority_data
 from boxkube.cluster.progress import Progress
-from boxkube.cluster.readiness import http_get
+from boxkube.cluster.readiness import http_get, ready_node_names
 from boxkube.cluster.spec import ClusterSpec, format_seconds
 from boxkube.cluster.state import ClusterDir, ClusterState, cluster_dir, cluster_names
 from boxkube.cluster.steps import Step, run_steps
@@ -127,6 +128,49 @@ def _last_logs(container: Any, lines: int = 20) -> list[str]:
     return [f"last lines of docker logs {container.name}:", *(f"  {line}" for line in text.splitlines())]
 
 
+T = TypeVar("T")
+
+
+class _NotYet(Exception):
+    """What a wait still waits for; `stuck`: the nodes whose logs explain it (default: all waited on)."""
+
+    def __init__(self, reason: str, stuck: list[Any] | None = None):
+        super().__init__(reason)
+        self.stuck = stuck
+
+
+def _wait_for(what: str, check: Callable[[], T], nodes: list[Any], deadline: float, interval: float = 0.2) -> T:
+    """check() until it returns instead of raising _NotYet. A ClusterError with the logs when one of
+    `nodes` stops, or when the deadline passes before `what`."""
+    last = _NotYet("no answer yet")
+    while True:
+        try:
+            return check()
+        except _NotYet as e:
+            last = e
+        for node in nodes:
+            node.reload()
+            if node.status not in ("created", "running"):
+                raise ClusterError(f"node {node.name} stopped ({node.status})", _last_logs(node))
+        if time.monotonic() > deadline:
+            stuck = nodes if last.stuck is None else last.stuck
+            raise ClusterError(f"{what} in time ({last}; give more time with --wait)",
+                               [line for node in stuck for line in _last_logs(node, 10)])
+        time.sleep(interval)
+
+
+def node_host_config(client: Any, security: Mapping[str, Any], volume: str, network: str | None = None,
+                     ports: Mapping[str, tuple[str, int | None]] | None = None) -> dict[str, Any]:
+    """How a node container runs: with `security` (see DockerProvider.security), the inner engine's data
+    on `volume` (overlay2 cannot sit on overlay), its own cgroup namespace, tmpfs /run and /tmp."""
+    host_config = client.api.create_host_config(
+        network_mode=network, port_bindings=dict(ports or {}), binds={volume: {"bind": "/var/lib/docker", "mode": "rw"}},
+        tmpfs={"/run": "", "/tmp": ""}, cgroupns="private", **security)
+    if not security.get("privileged"):
+        host_config.update(UNMASKED_PATHS)
+    return host_config
+
+
 class DockerProvider:
     """Clusters whose nodes are Docker containers."""
 
@@ -156,7 +200,7 @@ class DockerProvider:
             self._client = client
         return self._client
 
-    def _security(self, image: str) -> dict[str, Any]:
+    def security(self, image: str) -> dict[str, Any]:
         """--privileged if the engine grants it, else the fallback rights; tried once per engine."""
         import docker
 
@@ -244,7 +288,7 @@ class DockerProvider:
         state = cluster_dir(self.home, name).load()
         if not state.server or not state.token or not state.certificate_authority:
             raise ClusterError(f'cluster "{name}" has no API server yet (was its creation interrupted?)')
-        ca = base64.b64encode(Path(state.certificate_authority).read_bytes()).decode()
+        ca = certificate_authority_data(Path(state.certificate_authority))
         return build_kubeconfig(name, state.server, state.token, ca)
 
     def nodes(self, name: str) -> list[str]:
@@ -277,7 +321,7 @@ class DockerProvider:
         """The network, and the node containers created (not started) with their volumes."""
         client = self.docker()
         client.networks.create(network_name(spec.name), driver="bridge", labels=self._labels(spec.name, "network"))
-        security = self._security(image)
+        security = self.security(image)
         assert spec.config is not None
         api_host = spec.config.networking.api_server_address
         api_port = spec.config.networking.api_server_port or None      # None: Docker picks a free one
@@ -304,13 +348,7 @@ class DockerProvider:
                     command += ["--node-config", NODE_CONFIG]
                     own = node_config.model_dump(by_alias=True, exclude={"extra_port_mappings", "count", "role"})
                     files[NODE_CONFIG] = (json.dumps(own), 0o644)
-            host_config = client.api.create_host_config(
-                network_mode=network_name(spec.name), port_bindings=ports,
-                # the inner engine's images and containers: a volume, as overlay2 cannot sit on overlay
-                binds={volume.name: {"bind": "/var/lib/docker", "mode": "rw"}},
-                tmpfs={"/run": "", "/tmp": ""}, cgroupns="private", **security)
-            if not security.get("privileged"):
-                host_config.update(UNMASKED_PATHS)
+            host_config = node_host_config(client, security, volume.name, network_name(spec.name), ports)
             created = client.api.create_container(
                 image, command, name=node, hostname=node, labels=self._labels(spec.name, role),
                 environment=environment, ports=[tuple(p.split("/")) for p in ports], host_config=host_config)
@@ -355,18 +393,14 @@ class DockerProvider:
                              deadline: float) -> None:
         container = self._container(node_names(spec.name, 0)[0])
         container.start()
-        admin = None
-        while admin is None:
-            admin = _read_file(container, ADMIN_KUBECONFIG)
-            if admin is not None:
-                break
-            container.reload()
-            if container.status not in ("created", "running"):
-                raise ClusterError(f"the control plane container stopped ({container.status})", _last_logs(container))
-            if time.monotonic() > deadline:
-                raise ClusterError("the control plane was not ready in time", _last_logs(container))
-            time.sleep(0.25)
-        inner = yaml.safe_load(admin)
+
+        def admin_kubeconfig() -> str:     # written by the inner `create cluster` once its API server is ready
+            text = _read_file(container, ADMIN_KUBECONFIG)
+            if text is None:
+                raise _NotYet("the control plane is starting")
+            return text
+
+        inner = yaml.safe_load(_wait_for("the control plane was not ready", admin_kubeconfig, [container], deadline))
         token = inner["users"][0]["user"]["token"]
         ca_pem = base64.b64decode(inner["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
         container.reload()
@@ -379,17 +413,16 @@ class DockerProvider:
         state.ports["apiserver"] = host_port
         cdir.save(state)
         # The published port answers once the engine's proxy is up: wait for it as the user will see it.
-        while True:
+        def published_ready() -> None:
             try:
                 status, _ = http_get(f"{state.server}/readyz", {"Authorization": f"Bearer {token}"},
                                      timeout=2.0, ca_file=ca_file)
-                if status == 200:
-                    return
             except OSError as e:
-                log.debug("waiting for %s: %s", state.server, e)
-            if time.monotonic() > deadline:
-                raise ClusterError(f"the API server did not answer on {state.server} in time", _last_logs(container))
-            time.sleep(0.2)
+                raise _NotYet(f"{state.server}: {getattr(e, 'reason', e)}") from None
+            if status != 200:
+                raise _NotYet(f"{state.server}/readyz answered {status}")
+
+        _wait_for(f"the API server did not answer on {state.server}", published_ready, [container], deadline)
 
     @staticmethod
     def _published_api(container: Any) -> tuple[str, int]:
@@ -405,7 +438,7 @@ class DockerProvider:
         from boxkube.cluster.images import WORKLOAD_IMAGES
 
         assert state.token and state.certificate_authority
-        ca = base64.b64encode(Path(state.certificate_authority).read_bytes()).decode()
+        ca = certificate_authority_data(Path(state.certificate_authority))
         control_plane = node_names(spec.name, 0)[0]
         kubeconfig = dump_kubeconfig(build_kubeconfig(spec.name, f"https://{control_plane}:{API_PORT}", state.token, ca))
         workers = [self._container(node) for node in node_names(spec.name, spec.nodes or 0)[1:]]
@@ -413,19 +446,14 @@ class DockerProvider:
             container.put_archive("/", _tar({NODE_KUBECONFIG: (kubeconfig, 0o600)}))
             container.start()
         for container in workers:
-            self._wait_for_engine(container, deadline)
-        self._load(workers, list(WORKLOAD_IMAGES))
 
-    def _wait_for_engine(self, container: Any, deadline: float) -> None:
-        """Until the node's inner engine answers (the entrypoint starts it before the agent)."""
-        while container.exec_run(["docker", "version", "--format", "{{.Server.Version}}"]).exit_code != 0:
-            container.reload()
-            if container.status != "running":
-                raise ClusterError(f"node {container.name} stopped ({container.status})", _last_logs(container))
-            if time.monotonic() > deadline:
-                raise ClusterError(f"the Docker engine of node {container.name} did not start in time",
-                                   _last_logs(container))
-            time.sleep(0.1)
+            def engine_answers(node: Any = container) -> None:   # the entrypoint starts it before the agent
+                if node.exec_run(["docker", "version", "--format", "{{.Server.Version}}"]).exit_code != 0:
+                    raise _NotYet("its Docker engine does not answer yet")
+
+            _wait_for(f"the Docker engine of node {container.name} did not start", engine_answers, [container],
+                      deadline, interval=0.1)
+        self._load(workers, list(WORKLOAD_IMAGES))
 
     def _load(self, nodes: list[Any], images: list[str]) -> list[tuple[str, str]]:
         """Copy host images into the nodes' engines (`docker save | docker load`), skipping a node that
@@ -464,29 +492,20 @@ class DockerProvider:
 
     def _wait_for_nodes(self, state: ClusterState, name: str, count: int, deadline: float) -> None:
         assert state.server and state.token
-        last, ready = "no answer yet", set()
-        while True:
+        containers = self.docker().containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={name}"})
+
+        def all_ready() -> None:
             try:
                 status, body = http_get(f"{state.server}/api/v1/nodes", {"Authorization": f"Bearer {state.token}"},
                                         ca_file=state.certificate_authority)
-                nodes = json.loads(body).get("items") or [] if status == 200 else []
-                ready = {n["metadata"]["name"] for n in nodes
-                         if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                for c in (n.get("status") or {}).get("conditions") or [])}
-                if len(ready) >= count:
-                    return
-                last = f"{len(ready)} of {count} Ready"
+                ready = ready_node_names(status, body)
             except (OSError, ValueError) as e:
-                last = str(e)
-            containers = self.docker().containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={name}"})
-            for container in containers:
-                if container.status not in ("created", "running"):
-                    raise ClusterError(f"node {container.name} stopped ({container.status})", _last_logs(container))
-            if time.monotonic() > deadline:
+                raise _NotYet(str(e)) from None
+            if len(ready) < count:
                 late = [c for c in containers if c.labels.get(LABEL_ROLE) == WORKER and c.name not in ready]
-                raise ClusterError(f"the nodes were not Ready in time ({last}; give more time with --wait)",
-                                   [line for c in late for line in _last_logs(c, 10)])
-            time.sleep(0.5)
+                raise _NotYet(f"{len(ready)} of {count} Ready", stuck=late)
+
+        _wait_for("the nodes were not Ready", all_ready, containers, deadline, interval=0.5)
 
     def _worker(self, name: str, node: str) -> Any:
         import docker

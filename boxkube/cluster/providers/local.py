@@ -41,7 +41,7 @@ from boxkube.cluster.pki import (
 )
 from boxkube.cluster.process import free_port, is_running, start_detached, stop_process
 from boxkube.cluster.progress import Progress
-from boxkube.cluster.readiness import log_details, wait_until_ready
+from boxkube.cluster.readiness import log_details, ready_node_names, wait_until_ready
 from boxkube.cluster.spec import ClusterSpec, format_seconds
 from boxkube.cluster.state import ClusterDir, ClusterState, cluster_dir, cluster_names
 from boxkube.cluster.steps import Step, run_steps
@@ -386,12 +386,7 @@ class LocalProvider:
         assert state.server and state.token
 
         def all_ready(status: int, body: str) -> bool:
-            if status != 200:
-                return False
-            nodes = json.loads(body).get("items") or []
-            ready = sum(any(c.get("type") == "Ready" and c.get("status") == "True"
-                            for c in (n.get("status") or {}).get("conditions") or []) for n in nodes)
-            return ready >= count
+            return len(ready_node_names(status, body)) >= count
 
         wait_until_ready(f"{count} Ready node{'s' if count > 1 else ''}", f"{state.server}/api/v1/nodes",
                          state.processes[NODES], deadline, headers={"Authorization": f"Bearer {state.token}"},
