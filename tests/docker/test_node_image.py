@@ -48,6 +48,11 @@ def docker(*args: str, input: bytes | None = None, check: bool = True, timeout: 
     return done.stdout.decode(errors="replace")
 
 
+def node_logs(name: str) -> str:
+    shown = subprocess.run(["docker", "logs", name], capture_output=True, text=True, timeout=60)
+    return shown.stdout + shown.stderr  # the entrypoint writes to the container's stderr
+
+
 @pytest.fixture(scope="module")
 def images():
     if shutil.which("docker") is None:
@@ -71,10 +76,12 @@ def node(images) -> Iterator[str]:
            *NODE_SECURITY, "-v", "/var/lib/docker", images[0].node)
     try:
         deadline = time.monotonic() + 60
-        while subprocess.run(["docker", "exec", name, "docker", "version"], capture_output=True, timeout=30).returncode:
+        # ready when the entrypoint says so: the inner engine may answer a moment before that line is written
+        while "dockerd is ready" not in node_logs(name) \
+                or subprocess.run(["docker", "exec", name, "docker", "version"], capture_output=True, timeout=30).returncode:
             state = docker("inspect", "-f", "{{.State.Running}}", name).strip()
-            assert state == "true", f"the node container stopped:\n{docker('logs', name, check=False)}"
-            assert time.monotonic() < deadline, f"no inner engine after 60 s:\n{docker('logs', name, check=False)}"
+            assert state == "true", f"the node container stopped:\n{node_logs(name)}"
+            assert time.monotonic() < deadline, f"no inner engine after 60 s:\n{node_logs(name)}"
             time.sleep(0.1)
         print(f"node started, inner engine answering after {time.monotonic() - started:.1f} s")
         yield name
@@ -98,8 +105,7 @@ def test_build_makes_every_image_and_then_nothing(images) -> None:
 
 @pytest.mark.timeout(1800)
 def test_node_runs_its_entrypoint_and_its_inner_engine_runs_workloads(node: str) -> None:
-    shown = subprocess.run(["docker", "logs", node], capture_output=True, text=True, timeout=60)
-    logs = shown.stdout + shown.stderr  # the entrypoint writes to the container's stderr
+    logs = node_logs(node)
     assert "dockerd is ready" in logs
     assert "error" not in logs.lower()
 
