@@ -1,4 +1,5 @@
-"""The node agent's kubelet API: container logs and exec, which the API server proxies to, as to a kubelet.
+"""The node agent's kubelet API: container logs, exec, attach and port-forward, which the API server proxies
+to, as to a kubelet.
 
     GET /containerLogs/{namespace}/{pod}/{container}?follow=&previous=&tailLines=&sinceSeconds=&sinceTime=
                                                      &timestamps=&limitBytes=
@@ -7,6 +8,18 @@
         the command's streams over the channel protocols kubectl speaks (v5.channel.k8s.io, v4, v3, v2,
         channel.k8s.io): one binary message per piece, its first byte the channel (0 stdin, 1 stdout,
         2 stderr, 3 error: the command's end as a Status, 4 terminal resize; v5: [255, channel] closes one)
+    GET /attach/{namespace}/{pod}/{container}?stdin=&stdout=&stderr=&tty=   (websocket)
+        the running container's own stdio (the engine's attach), over the same channels as exec; the
+        error channel says Success when the container's output ends, as the kubelet's attach does
+    GET /portForward/{namespace}/{pod}?port=N[&port=M...]   (websocket)
+        the kubelet's websocket port-forward (v4.channel.k8s.io, or no subprotocol): per port, a data
+        channel (2i) and an error channel (2i+1), the first message of each starting with the port as
+        two little-endian bytes; a TCP connection to the pod's IP and port per port, its bytes on the data
+        channel both ways, a failure on the error channel ("error forwarding port 80 to pod web_default,
+        uid ...: dial tcp 10.244.1.5:80: connect: connection refused"). Over v5.channel.k8s.io, [255, 2i]
+        half-closes the connection to the pod (boxkube's API server sends it when kubectl ends its side).
+        The kubelet connects to localhost inside the pod's network namespace; the agent connects to the
+        pod's IP from the node, so a port the pod binds to 127.0.0.1 only is not reachable
     GET /healthz
 
 Authentication: every path but /healthz needs `Authorization: Bearer <token>`,
@@ -30,13 +43,14 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from boxkube.agent.runtime.base import ContainerInfo, RuntimeFailure
+from boxkube.agent.runtime.base import ContainerInfo, ExecSession, RuntimeFailure
 
 if TYPE_CHECKING:
     from boxkube.agent.podworker import PodWorker
@@ -48,6 +62,9 @@ Obj = dict[str, Any]
 # The channel protocols of exec, newest first (k8s.io/apimachinery's remotecommand names).
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+# The kubelet's websocket port-forward protocols ("" too), and v5's, whose [255, channel] half-closes.
+PORT_FORWARD_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+_CONNECT_TIMEOUT = 10.0
 
 
 def status_error(code: int, reason: str, message: str) -> web.Response:
@@ -98,6 +115,8 @@ class KubeletServer:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         app.router.add_route("*", "/exec/{namespace}/{pod}/{container}", self.exec)
+        app.router.add_route("*", "/attach/{namespace}/{pod}/{container}", self.attach)
+        app.router.add_route("*", "/portForward/{namespace}/{pod}", self.port_forward)
         return app
 
     @staticmethod
@@ -200,7 +219,21 @@ class KubeletServer:
             await response.write_eof()
         return response
 
-    # -- exec -----------------------------------------------------------------------------
+    # -- exec and attach -----------------------------------------------------------------
+
+    def _running(self, request: web.Request) -> tuple["PodWorker", ContainerInfo]:
+        worker, info = self._container(request)
+        if info.state != "running":
+            raise _Fail(400, "BadRequest", f"container {info.name} is not running")
+        return worker, info
+
+    @staticmethod
+    async def _upgrade(request: web.Request) -> web.WebSocketResponse | None:
+        ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, max_msg_size=0)
+        if not ws.can_prepare(request).ok:
+            return None
+        await ws.prepare(request)
+        return ws
 
     async def exec(self, request: web.Request) -> web.StreamResponse:
         command = request.query.getall("command", [])
@@ -208,15 +241,12 @@ class KubeletServer:
         try:
             if not command:
                 raise _Fail(400, "BadRequest", "you must specify at least 1 command")
-            worker, info = self._container(request)
-            if info.state != "running":
-                raise _Fail(400, "BadRequest", f"container {info.name} is not running")
+            worker, info = self._running(request)
         except _Fail as e:
             return status_error(e.code, e.reason, e.message)
-        ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, max_msg_size=0)
-        if not ws.can_prepare(request).ok:
+        ws = await self._upgrade(request)
+        if ws is None:
             return status_error(400, "BadRequest", "Upgrade request required")
-        await ws.prepare(request)
         protocol = ws.ws_protocol or ""
         log.debug("exec %s in %s over %s (offered: %s)", command, request.path, protocol or "no subprotocol",
                   request.headers.get("Sec-WebSocket-Protocol", ""))
@@ -227,38 +257,41 @@ class KubeletServer:
             await self._error(ws, v4, failure_status(f"error executing command in container: {e}"), str(e))
             await ws.close()
             return ws
-
-        async def pump_out() -> None:
-            while (piece := await session.read()) is not None:
-                stream, data = piece
-                await ws.send_bytes(bytes([STDOUT if stream == 1 or tty else STDERR]) + data)
-
-        async def pump_in() -> None:
-            async for msg in ws:
-                if msg.type != WSMsgType.BINARY or not msg.data:
-                    continue
-                channel, data = msg.data[0], msg.data[1:]
-                if channel == STDIN and stdin:
-                    await session.write(data)
-                elif channel == RESIZE:
-                    with contextlib.suppress(ValueError, TypeError):
-                        size = json.loads(data)
-                        await session.resize(int(size.get("Width") or 0), int(size.get("Height") or 0))
-                elif channel == CLOSE and data[:1] == bytes([STDIN]):
-                    await session.close_stdin()
-            await session.close_stdin()       # the client went away: nobody writes any more
-
-        reader = asyncio.create_task(pump_in())
         try:
-            await pump_out()
+            await _pump(ws, session, stdin, tty, until_client_leaves=False)
             code = await session.exit_code()
             await self._error(ws, v4, exec_status(command, code),
                               "" if code == 0 else f"command terminated with non-zero exit code {code}")
         except (ConnectionError, RuntimeFailure, OSError) as e:
             log.debug("exec in %s: %s", request.path, e)
         finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            await session.close()
+            with contextlib.suppress(Exception):
+                await ws.close()
+        return ws
+
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        stdin = _bool(request, "stdin")
+        try:
+            worker, info = self._running(request)
+        except _Fail as e:
+            return status_error(e.code, e.reason, e.message)
+        ws = await self._upgrade(request)
+        if ws is None:
+            return status_error(400, "BadRequest", "Upgrade request required")
+        v4 = (ws.ws_protocol or "") in PROTOCOLS[:2]
+        try:
+            session: ExecSession = await worker.node.runtime.attach(info.id, stdin=stdin)
+        except (NotImplementedError, RuntimeFailure, OSError) as e:
+            await self._error(ws, v4, failure_status(f"error attaching to container: {e}"), str(e))
+            await ws.close()
+            return ws
+        try:
+            await _pump(ws, session, stdin, _bool(request, "tty"), until_client_leaves=True)
+            await self._error(ws, v4, {"metadata": {}, "status": "Success"}, "")
+        except (ConnectionError, RuntimeFailure, OSError) as e:
+            log.debug("attach to %s: %s", request.path, e)
+        finally:
             await session.close()
             with contextlib.suppress(Exception):
                 await ws.close()
@@ -272,11 +305,146 @@ class KubeletServer:
         elif text:
             await ws.send_bytes(bytes([ERROR]) + text.encode())
 
+    # -- port-forward -------------------------------------------------------------------
+
+    async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        namespace, name = request.match_info["namespace"], request.match_info["pod"]
+        ports: list[int] = []
+        values = request.query.getall("port", [])
+        if not values:
+            return status_error(400, "BadRequest", 'query parameter "port" is required')
+        for value in values:
+            for p in value.split(","):
+                if not p.isdigit() or not 0 < int(p) < 65536:
+                    return status_error(400, "BadRequest", f'unable to parse "{value}" as a port')
+                ports.append(int(p))
+        worker = self.find(namespace, name)
+        if worker is None:
+            return status_error(404, "NotFound", f'pod "{name}" not found')
+        if not worker.pod_ip:
+            return status_error(400, "BadRequest", f'pod "{name}" has no IP address yet')
+        ws = web.WebSocketResponse(protocols=PORT_FORWARD_PROTOCOLS, autoping=True, max_msg_size=0)
+        if not ws.can_prepare(request).ok:
+            return status_error(400, "BadRequest", "Upgrade request required")
+        await ws.prepare(request)
+        forward = _PortForward(ws, worker, ports)
+        try:
+            await forward.run()
+        except (ConnectionError, OSError) as e:
+            log.debug("port-forward to %s: %s", request.path, e)
+        finally:
+            await forward.close()
+        return ws
+
+
+class _PortForward:
+    """One websocket's forwarded ports: a TCP connection to the pod for each."""
+
+    def __init__(self, ws: web.WebSocketResponse, worker: "PodWorker", ports: list[int]):
+        self.ws, self.worker, self.ports = ws, worker, ports
+        self.half_close = ws.ws_protocol == PORT_FORWARD_PROTOCOLS[0]
+        loop = asyncio.get_running_loop()
+        # Each port's connection once made (None: it failed), for what the client sends meanwhile.
+        self.writers: list[asyncio.Future[asyncio.StreamWriter | None]] = [loop.create_future() for _ in ports]
+
+    async def run(self) -> None:
+        for i, port in enumerate(self.ports):
+            prefix = port.to_bytes(2, "little")
+            await self.ws.send_bytes(bytes([2 * i]) + prefix)
+            await self.ws.send_bytes(bytes([2 * i + 1]) + prefix)
+        pumps = asyncio.ensure_future(asyncio.gather(*(self._pod_to_client(i) for i in range(len(self.ports)))))
+        reader = asyncio.ensure_future(self._client_to_pod())
+        try:
+            # Every port's connection ended (or failed), or the client went away.
+            await asyncio.wait([pumps, reader], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pumps, reader):
+                task.cancel()
+            await asyncio.gather(pumps, reader, return_exceptions=True)
+
+    async def _pod_to_client(self, i: int) -> None:
+        port, ip = self.ports[i], self.worker.pod_ip
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), _CONNECT_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as e:
+            self.writers[i].set_result(None)
+            reason = "i/o timeout" if isinstance(e, asyncio.TimeoutError) else \
+                f"connect: {os.strerror(e.errno).lower()}" if e.errno else str(e)
+            meta = self.worker.pod.get("metadata") or {}
+            message = (f"error forwarding port {port} to pod {meta.get('name')}_{meta.get('namespace')}, "
+                       f"uid {meta.get('uid', '')}: dial tcp {ip}:{port}: {reason}")
+            log.info("%s", message)
+            await self.ws.send_bytes(bytes([2 * i + 1]) + message.encode())
+            return
+        self.writers[i].set_result(writer)
+        while chunk := await reader.read(65536):
+            await self.ws.send_bytes(bytes([2 * i]) + chunk)
+
+    async def _client_to_pod(self) -> None:
+        async for msg in self.ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            channel, data = msg.data[0], msg.data[1:]
+            if channel == CLOSE and self.half_close and data and data[0] % 2 == 0 and data[0] // 2 < len(self.ports):
+                writer = await self.writers[data[0] // 2]
+                if writer is not None and writer.can_write_eof():
+                    writer.write_eof()
+            elif channel % 2 == 0 and channel // 2 < len(self.ports) and data:
+                writer = await self.writers[channel // 2]
+                if writer is not None:
+                    writer.write(data)
+                    await writer.drain()
+
+    async def close(self) -> None:
+        for made in self.writers:
+            writer = made.result() if made.done() else None
+            if writer is not None:
+                writer.close()
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
 
 class _Fail(Exception):
     def __init__(self, code: int, reason: str, message: str):
         super().__init__(message)
         self.code, self.reason, self.message = code, reason, message
+
+
+async def _pump(ws: web.WebSocketResponse, session: ExecSession, stdin: bool, tty: bool,
+                until_client_leaves: bool) -> None:
+    """The session's output to the client, the client's stdin and resizes to the session, until the output
+    ends (or, `until_client_leaves`, the client goes away: an attached container runs on without it)."""
+
+    async def pump_out() -> None:
+        while (piece := await session.read()) is not None:
+            stream, data = piece
+            await ws.send_bytes(bytes([STDOUT if stream == 1 or tty else STDERR]) + data)
+
+    async def pump_in() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            channel, data = msg.data[0], msg.data[1:]
+            if channel == STDIN and stdin:
+                await session.write(data)
+            elif channel == RESIZE:
+                with contextlib.suppress(ValueError, TypeError):
+                    size = json.loads(data)
+                    await session.resize(int(size.get("Width") or 0), int(size.get("Height") or 0))
+            elif channel == CLOSE and data[:1] == bytes([STDIN]):
+                await session.close_stdin()
+        await session.close_stdin()       # the client went away: nobody writes any more
+
+    reader, writer = asyncio.ensure_future(pump_in()), asyncio.ensure_future(pump_out())
+    try:
+        await asyncio.wait([reader, writer] if until_client_leaves else [writer],
+                           return_when=asyncio.FIRST_COMPLETED)
+        if writer.done():
+            writer.result()         # its failure (the client gone mid-write, the engine) is the caller's
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
 
 
 _END = object()

@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from boxkube.apiserver.app import ServerConfig, create_app
+from boxkube.apiserver.portforward import WebSocketProtocol
 from boxkube.apiserver.strategies.base import Admission
 
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     uvicorn.run(create_app(config), host=args.bind_address, port=args.port, log_level=args.log_level.lower(),
                 access_log=False, timeout_graceful_shutdown=2,
                 # idle connections kept as long as upstream's (90 s): clients reuse them, never racing the close
-                timeout_keep_alive=90,
+                timeout_keep_alive=90, ws=WebSocketProtocol,
                 ssl_certfile=args.tls_cert_file, ssl_keyfile=args.tls_private_key_file)
     return 0
 

@@ -12,7 +12,7 @@ from boxkube.apiserver.resources import GROUP_VERSIONS, RESOURCES, ResourceType
 # Verbs of each subresource, as upstream lists them.
 _SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
               "binding": ["create"], "finalize": ["update"], "log": ["get"],
-              "exec": ["create", "get"], "portforward": ["create", "get"]}
+              "exec": ["create", "get"], "attach": ["create", "get"], "portforward": ["create", "get"]}
 
 
 def version_info() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""pods/log, pods/exec (and pods/attach, pods/portforward): served by proxying to the pod's node agent,
+"""pods/log, pods/exec, pods/attach and pods/portforward: served by proxying to the pod's node agent,
 as kube-apiserver proxies them to the kubelet (pkg/registry/core/pod/rest/log.go, subresources.go).
 
 - the pod must be bound; its Node's InternalIP and `status.daemonEndpoints.
@@ -6,18 +6,25 @@ as kube-apiserver proxies them to the kubelet (pkg/registry/core/pod/rest/log.go
   (boxkube.agent.server), and the cluster's token is presented to it;
 - the container is checked first, with upstream's messages ("a container name
   must be specified for pod web, choose one of: [a b]", "container x is not
-  valid for pod web"), defaulting to the only container;
+  valid for pod web"), defaulting to the only container (port-forward names none);
 - logs: the agent's plain-text answer is streamed back as it comes (chunked
   while following), so `kubectl logs -f` ends when kubectl goes away;
-- exec: a websocket (kubectl 1.37 asks for v5.channel.k8s.io, then v4, v3, v2)
-  is opened to the agent with the protocols kubectl offered, and kubectl's is
-  accepted with the one the agent chose; then every message is relayed as it
+- exec and attach: a websocket (kubectl 1.37 asks for v5.channel.k8s.io, then v4,
+  v3, v2) is opened to the agent with the protocols kubectl offered, and kubectl's
+  is accepted with the one the agent chose; then every message is relayed as it
   is, both ways, until either side closes. A request that is wrong (no such
   pod, container, ...) is refused before the upgrade with its Status, which
   kubectl shows as the server's error (it falls back to SPDY on a refused
   upgrade, and that request gets the same Status). SPDY itself is not served;
+- port-forward: kubectl's SPDY tunneled over a websocket ("SPDY/3.1+portforward.k8s.io")
+  is ended here (boxkube.apiserver.portforward), each forwarded connection
+  going on to the agent over a websocket of its own. Another client's plain
+  websocket port-forward (v4.channel.k8s.io, `ports=`: the official Python
+  client's) is relayed to the agent's as it is, as exec is. kubectl's fallback,
+  a plain SPDY upgrade, gets a BadRequest (the API server's HTTP server hands
+  out no raw connections);
 - a simulated node (containerRuntimeVersion simulated://) has no agent API:
-  logs and exec get a BadRequest that says why.
+  all of these get a BadRequest that says why.
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from boxkube.apiserver import errors, resources
+from boxkube.apiserver import errors, portforward, resources
 from boxkube.apiserver.errors import APIError
 
 if TYPE_CHECKING:
@@ -47,7 +54,8 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 KUBELET_PORT = 10250
 _LOG_PARAMS = ("follow", "previous", "sinceSeconds", "sinceTime", "timestamps", "tailLines", "limitBytes")
-_EXEC_PARAMS = ("stdin", "stdout", "stderr", "tty")
+_STREAM_PARAMS = ("stdin", "stdout", "stderr", "tty")
+_WHAT = {"exec": "exec", "attach": "attach", "portforward": "port-forward"}
 
 
 def _names(names: list[str]) -> str:
@@ -94,10 +102,11 @@ class PodProxy:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def _target(self, namespace: str, name: str, requested: str, what: str) -> tuple[str, str]:
-        """(the agent's base URL, the container) for a request about pod `name`."""
+    async def _target(self, namespace: str, name: str, requested: str | None, what: str) -> tuple[str, str]:
+        """(the agent's base URL, the container) for a request about pod `name` (`requested` None: a
+        request about the whole pod, port-forward)."""
         pod = await self.registry.get(resources.by_plural("", "v1", "pods"), namespace, name)   # type: ignore[arg-type]
-        container = container_of(pod, requested)
+        container = "" if requested is None else container_of(pod, requested)
         node_name = (pod.get("spec") or {}).get("nodeName")
         if not node_name:
             raise errors.bad_request(f"pod {name} does not have a host assigned")
@@ -129,11 +138,15 @@ class PodProxy:
             if method != "GET":
                 raise errors.method_not_allowed()
             return await self.logs(request, t)
-        what = {"exec": "exec", "attach": "attach", "portforward": "port-forward"}[t.subresource]
-        if t.subresource != "portforward":
-            if t.subresource == "exec" and not q.getlist("command"):
-                raise errors.bad_request("you must specify at least 1 command")
-            await self._target(t.namespace or "", t.name, q.get("container", ""), what)
+        what = _WHAT[t.subresource]
+        if t.subresource == "exec" and not q.getlist("command"):
+            raise errors.bad_request("you must specify at least 1 command")
+        await self._target(t.namespace or "", t.name,
+                           None if t.subresource == "portforward" else q.get("container", ""), what)
+        if t.subresource == "portforward":
+            raise errors.bad_request(f"port-forward needs a websocket upgrade: boxkube serves it as SPDY over a "
+                                     f"websocket ({portforward.TUNNEL_PROTOCOL}), not a plain SPDY upgrade; "
+                                     f"use kubectl 1.31 or newer")
         raise errors.bad_request(f"{what} needs a websocket upgrade: boxkube serves it over websockets "
                                  f"(v5.channel.k8s.io), not SPDY; use kubectl 1.30 or newer")
 
@@ -162,32 +175,40 @@ class PodProxy:
                 r.close()
         return StreamingResponse(stream(), media_type="text/plain")
 
-    # -- websockets: exec, attach ------------------------------------------------------------
+    # -- websockets: exec, attach, port-forward ------------------------------------------------
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send, t: "Target") -> None:
         client = WebSocket(scope, receive, send)
         q = client.query_params
+        ns, name = quote(t.namespace or ""), quote(t.name)
+        offered = list(scope.get("subprotocols") or [])
         try:
-            if t.subresource != "exec":
-                raise errors.bad_request(f"{t.subresource} is not served by boxkube yet")
-            if not q.getlist("command"):
+            if t.subresource == "exec" and not q.getlist("command"):
                 raise errors.bad_request("you must specify at least 1 command")
-            base, container = await self._target(t.namespace or "", t.name, q.get("container", ""), "exec")
+            base, container = await self._target(t.namespace or "", t.name,
+                                                 None if t.subresource == "portforward" else q.get("container", ""),
+                                                 _WHAT[t.subresource])
+            if t.subresource == "portforward" and portforward.TUNNEL_PROTOCOL not in offered and not q.getlist("ports"):
+                raise errors.bad_request("at least one port must be given: the ports parameter")
         except APIError as e:
             await _deny(client, e)
             return
-        params = [("command", c) for c in q.getlist("command")] + \
-            [(k, q[k]) for k in _EXEC_PARAMS if q.get(k) not in (None, "")]
-        url = (f"{base}/exec/{quote(t.namespace or '')}/{quote(t.name)}/{quote(container)}?"
-               + urlencode(params))
-        offered = list(scope.get("subprotocols") or [])
+        if t.subresource == "portforward" and portforward.TUNNEL_PROTOCOL in offered:
+            await client.accept(subprotocol=portforward.TUNNEL_PROTOCOL)
+            await portforward.serve_tunnel(client, lambda port: self._dial_port(base, t, port))
+            return
+        if t.subresource == "portforward":     # the kubelet's own websocket protocol: its query is `port`
+            params = [("port", p) for p in q.getlist("ports")]
+            url = f"{base}/portForward/{ns}/{name}?" + urlencode(params)
+        else:
+            params = [("command", c) for c in q.getlist("command")] + \
+                [(k, q[k]) for k in _STREAM_PARAMS if q.get(k) not in (None, "")]
+            url = f"{base}/{t.subresource}/{ns}/{name}/{quote(container)}?" + urlencode(params)
         try:
-            agent = await self._http().ws_connect(url, protocols=offered, headers=self._headers(),
-                                                  timeout=aiohttp.ClientWSTimeout(ws_close=10),
-                                                  autoping=True, max_msg_size=0)
+            agent = await self._ws(url, offered)
         except aiohttp.WSServerHandshakeError as e:
             await _deny(client, APIError(e.status if e.status >= 400 else 500, "InternalError",
-                                         f"the node agent refused the exec: {e.message}"))
+                                         f"the node agent refused the {_WHAT[t.subresource]}: {e.message}"))
             return
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             await _deny(client, errors.internal(f"error dialing the node agent at {base}: {e or type(e).__name__}"))
@@ -197,6 +218,23 @@ class PodProxy:
             await _relay(client, agent)
         finally:
             await agent.close()
+
+    async def _ws(self, url: str, protocols: list[str] | tuple[str, ...]) -> aiohttp.ClientWebSocketResponse:
+        return await self._http().ws_connect(url, protocols=protocols, headers=self._headers(),
+                                             timeout=aiohttp.ClientWSTimeout(ws_close=10),
+                                             autoping=True, max_msg_size=0)
+
+    async def _dial_port(self, base: str, t: "Target", port: int) -> aiohttp.ClientWebSocketResponse:
+        """The agent's websocket for one connection to `port` of the pod (a refusal as the pair's error)."""
+        url = f"{base}/portForward/{quote(t.namespace or '')}/{quote(t.name)}?port={port}"
+        try:
+            return await self._ws(url, portforward.AGENT_PROTOCOLS)
+        except aiohttp.WSServerHandshakeError as e:
+            raise portforward.ForwardError(f"error forwarding port {port} to pod {t.name}: the node agent "
+                                           f"refused it: {e.status} {e.message}") from None
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            raise portforward.ForwardError(f"error forwarding port {port} to pod {t.name}: error dialing the node "
+                                           f"agent at {base}: {e or type(e).__name__}") from None
 
 
 async def _deny(client: WebSocket, e: APIError) -> None:

@@ -256,3 +256,7 @@ class Runtime(abc.ABC):
     async def exec(self, container_id: str, command: list[str], *, stdin: bool, tty: bool) -> ExecSession:
         """Start `command` in the running container with its streams attached."""
         raise NotImplementedError(f"the {self.name} runtime cannot run commands in containers")
+
+    async def attach(self, container_id: str, *, stdin: bool) -> ExecSession:
+        """The running container's own streams (its stdin too with `stdin`)."""
+        raise NotImplementedError(f"the {self.name} runtime cannot attach to containers")

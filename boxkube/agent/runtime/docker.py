@@ -819,6 +819,15 @@ class DockerRuntime(Runtime):
         reader, writer = await self.engine.hijack(f"/exec/{exec_id}/start", {"Detach": False, "Tty": tty})
         return _DockerExec(self.engine, exec_id, reader, writer, tty)
 
+    async def attach(self, container_id: str, *, stdin: bool) -> ExecSession:
+        """The running container's own stdio (the engine's attach, for kubectl attach): only what it writes
+        from now on; raw when the container has a terminal, else multiplexed as an exec's output."""
+        details = await self.engine.request("GET", f"/containers/{container_id}/json")
+        tty = bool((details.get("Config") or {}).get("Tty"))
+        reader, writer = await self.engine.hijack(
+            f"/containers/{container_id}/attach?stream=1&stdin={int(stdin)}&stdout=1&stderr=1", {})
+        return _DockerAttach(self.engine, container_id, reader, writer, tty)
+
 
 class _Frames:
     """Splits the engine's multiplexed stream (8-byte headers: stream, 0, 0, 0, big-endian size) as it comes."""
@@ -882,6 +891,20 @@ class _DockerExec(ExecSession):
         self.writer.close()
         with contextlib.suppress(OSError, ConnectionError):
             await self.writer.wait_closed()
+
+
+class _DockerAttach(_DockerExec):
+    """An attach's streams: an exec's, but the terminal and the exit code are the container's (`exec_id`
+    holds the container's id)."""
+
+    async def resize(self, width: int, height: int) -> None:
+        with contextlib.suppress(RuntimeFailure, OSError):
+            await self.engine.request("POST", f"/containers/{self.exec_id}/resize",
+                                      params={"h": str(height), "w": str(width)})
+
+    async def exit_code(self) -> int:
+        details = await self.engine.request("GET", f"/containers/{self.exec_id}/json")
+        return int((details.get("State") or {}).get("ExitCode") or 0)
 
 
 def _ip(settings: Obj) -> str:
