@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import socket
 import sys
@@ -33,13 +32,10 @@ from boxkube.agent.runtime.docker import DEFAULT_PAUSE_IMAGE, DEFAULT_ROOT_DIR, 
 from boxkube.agent.runtime.simulated import SimulatedRuntime
 from boxkube.agent.node import KUBELET_PORT
 from boxkube.agent.server import KubeletServer
-from boxkube.cluster.names import numbered_names
+from boxkube.cluster.names import numbered_names, simulated_node_ip
 from boxkube.client import ApiClient
 
 log = logging.getLogger("boxkube.agent")
-
-# Simulated nodes' InternalIPs, as the nodes of a kind cluster get them from its Docker network.
-_SIMULATED_NODE_NETWORK = ipaddress.ip_network("172.18.0.0/16")
 
 
 def _nodes(args: argparse.Namespace) -> list[NodeSettings]:
@@ -55,8 +51,7 @@ def _nodes(args: argparse.Namespace) -> list[NodeSettings]:
         names = numbered_names(args.name_prefix, count)
     nodes = node_settings(names, configs)
     for i, node in enumerate(nodes):
-        node.internal_ip = args.node_ip if args.node_ip and len(nodes) == 1 else \
-            str(_SIMULATED_NODE_NETWORK.network_address + 2 + i)
+        node.internal_ip = args.node_ip if args.node_ip and len(nodes) == 1 else simulated_node_ip(i)
     return nodes
 
 

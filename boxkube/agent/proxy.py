@@ -10,6 +10,13 @@ reads in `iptables-save` inside a node is what a real node shows:
   service port's ClusterIP -> `KUBE-SVC-<hash>`; last, local destinations ->
   `KUBE-NODEPORTS`, one rule per NodePort -> `KUBE-EXT-<hash>` (which marks
   the packet for masquerading and goes on to the KUBE-SVC chain);
+- a LoadBalancer Service's ingress IPs (`status.loadBalancer.ingress`, set
+  by boxkube.controllers.servicelb to the nodes' own addresses): in nat
+  `KUBE-SERVICES`, one rule per ingress IP and service port -> the same
+  `KUBE-EXT-<hash>` chain, before the NodePorts rule (kube-proxy's
+  "loadbalancer IP" rules; an ingress of `ipMode: Proxy` is left to its load
+  balancer, as kube-proxy does). `allocateLoadBalancerNodePorts: false`
+  leaves a port without a NodePort and still served on its ingress IPs;
 - `KUBE-SVC-<hash>`: traffic from outside the cluster's pod range is marked
   for masquerading, then one of the ready endpoints is picked at random, each
   rule `-m statistic --mode random --probability 1/(n-i)`; with
@@ -21,7 +28,8 @@ reads in `iptables-save` inside a node is what a real node shows:
   masquerades marked packets;
 - filter `KUBE-SERVICES` / `KUBE-EXTERNAL-SERVICES`: a service port with no
   ready endpoint rejects connections at once (icmp port-unreachable) instead
-  of letting them time out.
+  of letting them time out (at its ClusterIP in `KUBE-SERVICES`; at its
+  NodePort and ingress IPs in `KUBE-EXTERNAL-SERVICES`).
 
 Headless services (clusterIP None) and ExternalName services get no rules
 (cluster DNS answers for them). Chain names are kube-proxy's hashes
@@ -92,6 +100,7 @@ class ServicePort:
     port: int
     node_port: int = 0
     affinity_seconds: int = 0       # sessionAffinity ClientIP: how long a client sticks; 0: no affinity
+    load_balancer_ips: list[str] = field(default_factory=list)
     endpoints: list[Endpoint] = field(default_factory=list)
 
     @property
@@ -139,11 +148,12 @@ def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[Servic
             affinity = int((((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds"))
                            or DEFAULT_AFFINITY_SECONDS)
         own_slices = by_service.get((meta.get("namespace", ""), meta.get("name", "")), [])
+        lb_ips = load_balancer_ips(service)
         for port in spec.get("ports") or []:
             name, protocol = port.get("name") or "", (port.get("protocol") or "TCP")
             sp = ServicePort(meta.get("namespace", ""), meta.get("name", ""), name, protocol.lower(), ip,
                              int(port["port"]), int(port.get("nodePort") or 0)
-                             if spec.get("type") in ("NodePort", "LoadBalancer") else 0, affinity)
+                             if spec.get("type") in ("NodePort", "LoadBalancer") else 0, affinity, list(lb_ips))
             seen: set[Endpoint] = set()
             for slice_ in own_slices:
                 number = next((p.get("port") for p in slice_.get("ports") or []
@@ -161,6 +171,15 @@ def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[Servic
             out.append(sp)
     out.sort(key=lambda sp: (sp.namespace, sp.name, sp.port_name, sp.protocol))
     return out
+
+
+def load_balancer_ips(service: Obj) -> list[str]:
+    """The IPv4 ingress IPs of a LoadBalancer Service that this proxy serves (kube-proxy's LoadBalancerVIPs)."""
+    if (service.get("spec") or {}).get("type") != "LoadBalancer":
+        return []
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    ips = (i.get("ip") or "" for i in ingress if i.get("ipMode") != "Proxy")
+    return list(dict.fromkeys(ip for ip in ips if "." in ip))
 
 
 def _q(text: str) -> str:
@@ -188,6 +207,9 @@ def render(ports: Sequence[ServicePort], cluster_cidr: str, existing: Iterable[s
                 filt.append(f"-A KUBE-EXTERNAL-SERVICES -m comment --comment {_q(sp.id + ' has no endpoints')} "
                             f"-m addrtype --dst-type LOCAL {proto} {sp.node_port} "
                             "-j REJECT --reject-with icmp-port-unreachable")
+            for ip in sp.load_balancer_ips:
+                filt.append(f"-A KUBE-EXTERNAL-SERVICES -m comment --comment {_q(sp.id + ' has no endpoints')} "
+                            f"-d {ip}/32 {proto} {sp.port} -j REJECT --reject-with icmp-port-unreachable")
             continue
         svc = sp.svc_chain
         nat_chains.append(svc)
@@ -196,10 +218,14 @@ def render(ports: Sequence[ServicePort], cluster_cidr: str, existing: Iterable[s
         masq_from = f"! -s {cluster_cidr} " if cluster_cidr else ""
         nat.append(f"-A {svc} -m comment --comment {_q(sp.id + ' cluster IP')} {masq_from}-d {sp.cluster_ip}/32 "
                    f"{proto} {sp.port} -j KUBE-MARK-MASQ")
-        if sp.node_port:
+        if sp.node_port or sp.load_balancer_ips:
             ext = sp.ext_chain
             nat_chains.append(ext)
-            nodeports.append(f"-A KUBE-NODEPORTS -m comment --comment {_q(sp.id)} {proto} {sp.node_port} -j {ext}")
+            for ip in sp.load_balancer_ips:
+                nat.append(f"-A KUBE-SERVICES -m comment --comment {_q(sp.id + ' loadbalancer IP')} -d {ip}/32 "
+                           f"{proto} {sp.port} -j {ext}")
+            if sp.node_port:
+                nodeports.append(f"-A KUBE-NODEPORTS -m comment --comment {_q(sp.id)} {proto} {sp.node_port} -j {ext}")
             nat.append(f"-A {ext} -m comment --comment {_q('masquerade traffic for ' + sp.id + ' external destinations')} "
                        "-j KUBE-MARK-MASQ")
             nat.append(f"-A {ext} -j {svc}")
@@ -298,4 +324,4 @@ class ServiceProxy:
                 sum(1 for p in ports if p.endpoints), sum(len(p.endpoints) for p in ports))
 
 
-__all__ = ["Endpoint", "ServicePort", "ServiceProxy", "chains_in", "render", "service_ports"]
+__all__ = ["Endpoint", "ServicePort", "ServiceProxy", "chains_in", "load_balancer_ips", "render", "service_ports"]

@@ -172,6 +172,24 @@ def start_node_command(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def add_node_command(args: argparse.Namespace, ctx: Context) -> int:
+    name = validate_cluster_name(args.name)
+    provider = ctx.providers(cluster_dir(ctx.home, name).load().provider)
+    progress = ctx.progress()
+    progress.info(f'Adding {args.count} {args.role} node{"s" if args.count > 1 else ""} to cluster "{name}" ...')
+    added = provider.add_nodes(name, args.count, args.wait, progress)
+    progress.info(f"Added {', '.join(added)}; see them with: boxkube kubectl{_name_flag(name)} -- get nodes")
+    return 0
+
+
+def remove_node_command(args: argparse.Namespace, ctx: Context) -> int:
+    name, provider, node = _node_target(args, ctx)
+    progress = ctx.progress()
+    ctx.providers(provider).remove_node(name, node, progress)
+    progress.info(f'Removed node "{node}"; its pods are made again on the other nodes by their controllers.')
+    return 0
+
+
 def build_node_image_command(args: argparse.Namespace, ctx: Context) -> int:
     options = BuildOptions(rebuild=args.rebuild, rebuild_base=args.rebuild_base, mirror=args.debian_mirror)
     progress = ctx.progress()

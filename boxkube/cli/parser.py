@@ -139,6 +139,28 @@ def _node_flags(parser: argparse.ArgumentParser) -> None:
     _name(parser)
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more, not 0")
+    return value
+
+
+def _add_node_flags(parser: argparse.ArgumentParser) -> None:
+    _name(parser)
+    parser.add_argument("--role", choices=("worker",), default="worker",
+                        help="the new nodes' role (default: worker; a cluster has one control plane)")
+    parser.add_argument("--count", type=_positive_int, default=1, metavar="N",
+                        help="how many nodes to add (default: 1)")
+    parser.add_argument(
+        "--wait",
+        type=_positive_seconds,
+        default=DEFAULT_WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long to wait for the new nodes to be Ready (default: {DEFAULT_WAIT_SECONDS:g})",
+    )
+
+
 def _kubectl_flags(parser: argparse.ArgumentParser) -> None:
     _name(parser)
     parser.add_argument(
@@ -178,6 +200,18 @@ COMMANDS: Sequence[Command] = (
         _kubectl_flags,
         commands.kubectl_command,
         hint="put kubectl's own arguments after --, e.g. boxkube kubectl -- get pods -n kube-system",
+    ),
+    Command(
+        ("node", "add"),
+        "Add worker nodes to a running cluster, made as its creation makes them",
+        _add_node_flags,
+        commands.add_node_command,
+    ),
+    Command(
+        ("node", "remove"),
+        "Remove a worker node: cordon it, delete its Node (its pods move elsewhere), remove the machine",
+        _node_flags,
+        commands.remove_node_command,
     ),
     Command(
         ("node", "stop"),

@@ -49,6 +49,8 @@ class ClusterState:
     name: str
     provider: str
     nodes: int = 0
+    # Nodes of the `nodes` made at creation that `boxkube node remove` took out since.
+    removed_nodes: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     server: str | None = None
     token: str | None = None
@@ -65,6 +67,7 @@ class ClusterState:
             "name": self.name,
             "provider": self.provider,
             "nodes": self.nodes,
+            "removedNodes": list(self.removed_nodes),
             "created": self.created,
             "server": self.server,
             "token": self.token,
@@ -81,6 +84,7 @@ class ClusterState:
             name=str(data["name"]),
             provider=str(data["provider"]),
             nodes=int(data.get("nodes") or 0),
+            removed_nodes=[str(n) for n in data.get("removedNodes") or []],
             created=str(data.get("created") or ""),
             server=data.get("server"),
             token=data.get("token"),

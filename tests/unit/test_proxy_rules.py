@@ -118,3 +118,52 @@ def test_stale_per_service_chains_are_deleted_and_others_left_alone():
     assert lines[0] == "*filter" and lines.count("COMMIT") == 2
     for chain in ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"):
         assert f":{chain} - [0:0]" in lines
+
+
+def lb_svc(name: str = "web", ingress: tuple = ({"ip": "172.18.0.2", "ipMode": "VIP"},
+                                             {"ip": "172.18.0.3", "ipMode": "VIP"}), **spec) -> dict:
+    service = svc(name, **{"type": "LoadBalancer", "ports": [{"name": "http", "port": 80, "targetPort": 8080,
+                                                              "nodePort": 30080, "protocol": "TCP"}], **spec})
+    service["status"] = {"loadBalancer": {"ingress": list(ingress)}}
+    return service
+
+
+def test_load_balancer_ips_go_through_the_ext_chain_before_the_node_ports():
+    text = render(service_ports([lb_svc()], [eps("web", "10.244.0.2")]), CLUSTER_CIDR)
+    sp = ServicePort("default", "web", "http", "tcp", "10.96.0.20", 80)
+    services = nat_rules(text, "KUBE-SERVICES")
+    assert services[1:3] == [
+        f'-A KUBE-SERVICES -m comment --comment "default/web:http loadbalancer IP" -d {ip}/32 -p tcp -m tcp '
+        f"--dport 80 -j {sp.ext_chain}" for ip in ("172.18.0.2", "172.18.0.3")]
+    assert services[0].endswith(f"-j {sp.svc_chain}") and services[-1].endswith("-j KUBE-NODEPORTS")
+    [np] = nat_rules(text, "KUBE-NODEPORTS")
+    assert "--dport 30080" in np and np.endswith(f"-j {sp.ext_chain}")
+    assert nat_rules(text, sp.ext_chain)[-1] == f"-A {sp.ext_chain} -j {sp.svc_chain}"     # masqueraded, then balanced
+
+
+def test_load_balancer_without_node_ports_is_served_on_its_ingress_ips_alone():
+    service = lb_svc(allocateLoadBalancerNodePorts=False,
+                     ports=[{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}])
+    text = render(service_ports([service], [eps("web", "10.244.0.2")]), CLUSTER_CIDR)
+    sp = ServicePort("default", "web", "http", "tcp", "10.96.0.20", 80)
+    assert nat_rules(text, "KUBE-NODEPORTS") == []
+    assert len([r for r in nat_rules(text, "KUBE-SERVICES") if r.endswith(f"-j {sp.ext_chain}")]) == 2
+    assert f":{sp.ext_chain} - [0:0]" in text.splitlines()
+
+
+def test_only_vip_ingress_of_load_balancer_services_is_served():
+    proxied = lb_svc("proxied", ingress=({"ip": "192.0.2.7", "ipMode": "Proxy"}, {"hostname": "lb.example.com"},
+                                         {"ip": "172.18.0.2"}))
+    stale = lb_svc("was-lb", type="ClusterIP", ports=[{"name": "http", "port": 80, "protocol": "TCP"}])
+    ports = service_ports([proxied, stale], [eps("proxied", "10.244.0.2"), eps("was-lb", "10.244.0.3")])
+    assert {p.name: p.load_balancer_ips for p in ports} == {"proxied": ["172.18.0.2"], "was-lb": []}
+    assert "192.0.2.7" not in render(ports, CLUSTER_CIDR)
+
+
+def test_load_balancer_ips_without_endpoints_reject_at_once():
+    text = render(service_ports([lb_svc()], []), CLUSTER_CIDR)
+    filt = text[:text.index("*nat")]
+    for ip in ("172.18.0.2", "172.18.0.3"):
+        assert (f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "default/web:http has no endpoints" -d {ip}/32 '
+                "-p tcp -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable") in filt
+    assert "loadbalancer IP" not in text

@@ -127,6 +127,8 @@ class ServiceStrategy(Strategy):
             spec.setdefault("ipFamilyPolicy", "SingleStack")
         if spec["type"] in ("NodePort", "LoadBalancer"):
             spec.setdefault("externalTrafficPolicy", "Cluster")
+        if spec["type"] == "LoadBalancer":
+            spec.setdefault("allocateLoadBalancerNodePorts", True)
         if spec.get("clusterIP") and "clusterIPs" not in spec:
             spec["clusterIPs"] = [spec["clusterIP"]]
 
@@ -216,7 +218,7 @@ class ServiceStrategy(Strategy):
                                 raise errors.invalid("Service", name, [errors.field_cause(
                                     field, f"Invalid value: {wanted}: provided port is already allocated")]) from None
                             taken.append(("port", wanted))
-                    elif not dry_run:
+                    elif not dry_run and (kind == "NodePort" or spec.get("allocateLoadBalancerNodePorts") is not False):
                         port["nodePort"] = await registry.node_ports.allocate(ns, name)
                         taken.append(("port", port["nodePort"]))
         except Taken as e:     # the requested cluster IP (a taken node port is answered above)

@@ -58,3 +58,15 @@ class Provider(Protocol):
         """Start a stopped node again: it boots, rejoins the cluster and runs its pods anew. False if
         it was running already; ClusterError as for `stop_node`."""
         ...
+
+    def add_nodes(self, name: str, count: int, wait: float, progress: Progress) -> list[str]:
+        """Add `count` worker nodes to the running cluster `name`, as its creation makes its workers, named
+        the first free of NAME-worker, NAME-worker2, ...; as named steps, the last waiting up to `wait`
+        seconds until they are Ready. Their names."""
+        ...
+
+    def remove_node(self, name: str, node: str, progress: Progress) -> None:
+        """Take worker node `node` out of cluster `name`: cordon it, delete its Node (its pods are made
+        again elsewhere by their controllers), then stop and remove what ran it. ClusterError for a node
+        the cluster does not have, or for its control plane."""
+        ...

@@ -13,6 +13,12 @@ container (`NAME-control-plane`) and N worker containers (`NAME-worker`,
   it) and the node agent with the Docker runtime, which reaches the API server
   at https://NAME-control-plane:6443 (Docker's DNS on the cluster network).
 
+`node add` makes more workers of a running cluster exactly so, from the
+image and the config (networking) of its control-plane container, named the
+first free of NAME-worker, NAME-worker2, ...; `node remove` cordons and
+deletes a worker's Node (boxkube.cluster.providers.nodeapi), then removes its
+container and volume.
+
 Everything made is labelled `dev.boxkube.cluster=NAME`, so `delete cluster`
 finds every container, volume and network again. Node containers run
 `--privileged` where the engine allows it, else with the capability set of
@@ -23,6 +29,7 @@ once per engine by trying.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -36,13 +43,14 @@ from typing import Any, TypeVar
 
 import yaml
 
-from boxkube.cluster.config import ClusterConfig
+from boxkube.cluster.config import ClusterConfig, parse_config
 from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.files import write_text_atomic
 from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, dump_kubeconfig
-from boxkube.cluster.names import worker_names
+from boxkube.cluster.names import listed_nodes, next_free_names, worker_names, worker_prefix
 from boxkube.cluster.pki import certificate_authority_data
 from boxkube.cluster.progress import Progress
+from boxkube.cluster.providers.nodeapi import retire_node
 from boxkube.cluster.readiness import http_get, ready_node_names
 from boxkube.cluster.spec import ClusterSpec, format_seconds
 from boxkube.cluster.state import ClusterDir, ClusterState, cluster_dir, cluster_names
@@ -88,6 +96,11 @@ def node_names(cluster: str, workers: int) -> list[str]:
 
 def network_name(cluster: str) -> str:
     return f"boxkube-{cluster}"
+
+
+def volume_name(node: str) -> str:
+    """The volume of a node's inner engine (/var/lib/docker)."""
+    return f"{node}-var-lib-docker"
 
 
 def _tar(files: Mapping[str, tuple[str, int]]) -> bytes:
@@ -255,11 +268,12 @@ class DockerProvider:
             Step("Starting control plane", start_control_plane),
         ]
         if workers:
+            names = node_names(spec.name, workers)[1:]
             steps += [
                 Step(f"Joining {workers} worker{'s' if workers > 1 else ''}",
-                     lambda: self._join_workers(cdir, state, spec, deadline[0])),
+                     lambda: self._join_workers(state, spec.name, names, deadline[0])),
                 Step(f"Waiting up to {format_seconds(spec.wait)} for the nodes to be Ready",
-                     lambda: self._wait_for_nodes(state, spec.name, workers, deadline[0])),
+                     lambda: self._wait_for_nodes(state, spec.name, names, deadline[0])),
             ]
         run_steps(steps, progress)
 
@@ -293,11 +307,10 @@ class DockerProvider:
 
     def nodes(self, name: str) -> list[str]:
         cluster_dir(self.home, name).load()     # a clear error for a cluster that does not exist
-        containers = self.docker().containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={name}"})
-        return sorted(c.name for c in containers)
+        return sorted(c.name for c in self._cluster_containers(name))
 
     def stop_node(self, name: str, node: str) -> bool:
-        container = self._worker(name, node)
+        container = self._worker(name, node, "stopped and started")
         container.reload()
         if container.status != "running":
             return False
@@ -305,12 +318,52 @@ class DockerProvider:
         return True
 
     def start_node(self, name: str, node: str) -> bool:
-        container = self._worker(name, node)
+        container = self._worker(name, node, "stopped and started")
         container.reload()
         if container.status == "running":
             return False
         container.start()
         return True
+
+    def add_nodes(self, name: str, count: int, wait: float, progress: Progress) -> list[str]:
+        state = cluster_dir(self.home, name).load()
+        containers = self._cluster_containers(name)
+        control_plane = next((c for c in containers if c.labels.get(LABEL_ROLE) == CONTROL_PLANE), None)
+        text = _read_file(control_plane, INNER_CLUSTER_CONFIG) if control_plane is not None else None
+        if control_plane is None or text is None or not state.token:
+            raise ClusterError(f'cluster "{name}" has no control plane to join (was its creation interrupted?)')
+        # the image the cluster was made from: a node image rebuilt since would run other code than its peers
+        image, config = control_plane.attrs["Image"], parse_config(text, INNER_CLUSTER_CONFIG)
+        added = next_free_names(worker_prefix(name), [c.name for c in containers], count)
+        deadline = time.monotonic() + wait
+
+        def prepare() -> None:
+            security = self.security(image)
+            for node in added:
+                self._create_node(name, image, security, node, WORKER, self._worker_command(config, node))
+
+        try:
+            run_steps([
+                Step(f"Preparing {listed_nodes(added)}", prepare),
+                Step(f"Joining {listed_nodes(added)}", lambda: self._join_workers(state, name, added, deadline)),
+                Step(f"Waiting up to {format_seconds(wait)} for {listed_nodes(added)} to be Ready",
+                     lambda: self._wait_for_nodes(state, name, added, deadline)),
+            ], progress)
+        except BaseException:
+            # as a failed creation: what was made goes (a Node one of them registered too)
+            for node in added:
+                self._remove_node_container(node)
+                with contextlib.suppress(ClusterError):
+                    retire_node(cluster_dir(self.home, name), node)
+            raise
+        return added
+
+    def remove_node(self, name: str, node: str, progress: Progress) -> None:
+        self._worker(name, node, "removed")
+        with progress.step(f"Cordoning and deleting Node {node}"):
+            retire_node(cluster_dir(self.home, name), node)
+        with progress.step(f"Deleting node container {node}"):
+            self._remove_node_container(node)
 
     # -- steps --------------------------------------------------------------
 
@@ -328,7 +381,6 @@ class DockerProvider:
         worker_configs = self._worker_configs(spec.config, workers)
         for node in node_names(spec.name, workers):
             role = CONTROL_PLANE if node.endswith(f"-{CONTROL_PLANE}") else WORKER
-            volume = client.volumes.create(f"{node}-var-lib-docker", labels=self._labels(spec.name, role))
             environment: dict[str, str] = {}
             ports: dict[str, tuple[str, int | None]] = {}
             files: dict[str, tuple[str, int]] = {}
@@ -339,8 +391,7 @@ class DockerProvider:
                 command = ["sh", "-c", self._control_plane_script(spec)]
                 files[INNER_CLUSTER_CONFIG] = (self._inner_config(spec.config), 0o644)
             else:
-                command = ["python", "-m", "boxkube.agent", "--runtime", "docker", "--node-name", node,
-                           "--kubeconfig", NODE_KUBECONFIG, *self._network_flags(spec.config)]
+                command = self._worker_command(spec.config, node)
                 node_config = worker_configs.pop(0)
                 if node_config is not None:
                     ports.update({f"{m.container_port}/{m.protocol.lower()}": (m.listen_address, m.host_port or None)
@@ -348,12 +399,39 @@ class DockerProvider:
                     command += ["--node-config", NODE_CONFIG]
                     own = node_config.model_dump(by_alias=True, exclude={"extra_port_mappings", "count", "role"})
                     files[NODE_CONFIG] = (json.dumps(own), 0o644)
-            host_config = node_host_config(client, security, volume.name, network_name(spec.name), ports)
-            created = client.api.create_container(
-                image, command, name=node, hostname=node, labels=self._labels(spec.name, role),
-                environment=environment, ports=[tuple(p.split("/")) for p in ports], host_config=host_config)
-            if files:
-                client.api.put_archive(created["Id"], "/", _tar(files))
+            self._create_node(spec.name, image, security, node, role, command, environment, ports, files)
+
+    def _create_node(self, cluster: str, image: str, security: Mapping[str, Any], node: str, role: str,
+                     command: list[str], environment: Mapping[str, str] | None = None,
+                     ports: Mapping[str, tuple[str, int | None]] | None = None,
+                     files: Mapping[str, tuple[str, int]] | None = None) -> None:
+        """One node container on the cluster's network, created (not started) with its volume and `files`."""
+        client = self.docker()
+        volume = client.volumes.create(volume_name(node), labels=self._labels(cluster, role))
+        ports = dict(ports or {})
+        host_config = node_host_config(client, security, volume.name, network_name(cluster), ports)
+        created = client.api.create_container(
+            image, command, name=node, hostname=node, labels=self._labels(cluster, role),
+            environment=dict(environment or {}), ports=[tuple(p.split("/")) for p in ports], host_config=host_config)
+        if files:
+            client.api.put_archive(created["Id"], "/", _tar(files))
+
+    def _worker_command(self, config: ClusterConfig, node: str) -> list[str]:
+        return ["python", "-m", "boxkube.agent", "--runtime", "docker", "--node-name", node,
+                "--kubeconfig", NODE_KUBECONFIG, *self._network_flags(config)]
+
+    def _cluster_containers(self, name: str) -> list[Any]:
+        return self.docker().containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={name}"})
+
+    def _remove_node_container(self, node: str) -> None:
+        """A node's container and its volume; gone already is fine."""
+        import docker
+
+        client = self.docker()
+        with contextlib.suppress(docker.errors.NotFound):
+            client.containers.get(node).remove(force=True, v=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            client.volumes.get(volume_name(node)).remove(force=True)
 
     @staticmethod
     def _network_flags(config: ClusterConfig) -> list[str]:
@@ -432,16 +510,16 @@ class DockerProvider:
         host_ip = bindings[0].get("HostIp") or "127.0.0.1"
         return ("127.0.0.1" if host_ip in ("0.0.0.0", "") else host_ip), int(bindings[0]["HostPort"])
 
-    def _join_workers(self, cdir: ClusterDir, state: ClusterState, spec: ClusterSpec, deadline: float) -> None:
-        """Start the workers with a kubeconfig for the control plane, and give their engines the
+    def _join_workers(self, state: ClusterState, cluster: str, nodes: list[str], deadline: float) -> None:
+        """Start the workers `nodes` with a kubeconfig for the control plane, and give their engines the
         images every node needs (pause) and the tutorials use."""
         from boxkube.cluster.images import WORKLOAD_IMAGES
 
         assert state.token and state.certificate_authority
         ca = certificate_authority_data(Path(state.certificate_authority))
-        control_plane = node_names(spec.name, 0)[0]
-        kubeconfig = dump_kubeconfig(build_kubeconfig(spec.name, f"https://{control_plane}:{API_PORT}", state.token, ca))
-        workers = [self._container(node) for node in node_names(spec.name, spec.nodes or 0)[1:]]
+        control_plane = node_names(cluster, 0)[0]
+        kubeconfig = dump_kubeconfig(build_kubeconfig(cluster, f"https://{control_plane}:{API_PORT}", state.token, ca))
+        workers = [self._container(node) for node in nodes]
         for container in workers:
             container.put_archive("/", _tar({NODE_KUBECONFIG: (kubeconfig, 0o600)}))
             container.start()
@@ -490,9 +568,10 @@ class DockerProvider:
             raise ClusterError(f'cluster "{name}" has no running worker nodes')
         return self._load(sorted(nodes, key=lambda c: c.name), images)
 
-    def _wait_for_nodes(self, state: ClusterState, name: str, count: int, deadline: float) -> None:
+    def _wait_for_nodes(self, state: ClusterState, name: str, nodes: list[str], deadline: float) -> None:
+        """Until the workers `nodes` are Ready; a node of the cluster (the control plane too) stopping fails it."""
         assert state.server and state.token
-        containers = self.docker().containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={name}"})
+        containers = self._cluster_containers(name)
 
         def all_ready() -> None:
             try:
@@ -501,13 +580,14 @@ class DockerProvider:
                 ready = ready_node_names(status, body)
             except (OSError, ValueError) as e:
                 raise _NotYet(str(e)) from None
-            if len(ready) < count:
-                late = [c for c in containers if c.labels.get(LABEL_ROLE) == WORKER and c.name not in ready]
-                raise _NotYet(f"{len(ready)} of {count} Ready", stuck=late)
+            late = [c for c in containers if c.name in nodes and c.name not in ready]
+            if late:
+                raise _NotYet(f"{len(nodes) - len(late)} of {len(nodes)} Ready", stuck=late)
 
         _wait_for("the nodes were not Ready", all_ready, containers, deadline, interval=0.5)
 
-    def _worker(self, name: str, node: str) -> Any:
+    def _worker(self, name: str, node: str, what: str) -> Any:
+        """The container of worker `node` of cluster `name`, which is to be `what` (for the errors)."""
         import docker
 
         try:
@@ -518,5 +598,5 @@ class DockerProvider:
         if labels.get(LABEL_CLUSTER) != name:
             raise ClusterError(f'no node "{node}" in cluster "{name}"')
         if labels.get(LABEL_ROLE) != WORKER:
-            raise ClusterError(f'node "{node}" is the control plane; only workers can be stopped and started')
+            raise ClusterError(f'node "{node}" is the control plane; only workers can be {what}')
         return container

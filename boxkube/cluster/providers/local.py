@@ -11,11 +11,20 @@ are kept in the cluster's folder.
 `stop_node`/`start_node` switch one simulated node off and on through the API:
 they set and remove the annotation `sim.boxkube.dev/power: "off"` on its Node,
 which the nodes' process follows (see boxkube.agent.agent).
+
+`add_nodes` starts each added node as a simulated node agent process of its
+own (`node-NAME` in the cluster's state, so `delete cluster` stops it), named
+and addressed as the nodes made at creation are. `remove_node` cordons and
+deletes the Node (boxkube.cluster.providers.nodeapi), then stops the node's
+own process; a node made at creation shares its process with the others,
+and its agent stops by itself on seeing its Node gone: the state notes it
+as removed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -32,7 +41,15 @@ from boxkube.cluster.config import ClusterConfig, Networking
 from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.etcd import HOST, start_etcd, wait_for_etcd
 from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, write_kubeconfig
-from boxkube.cluster.names import DEFAULT_CLUSTER_NAME, worker_names
+from boxkube.cluster.names import (
+    DEFAULT_CLUSTER_NAME,
+    listed_nodes,
+    next_free_names,
+    number_of,
+    simulated_node_ip,
+    worker_names,
+    worker_prefix,
+)
 from boxkube.cluster.pki import (
     DEFAULT_HOSTS,
     certificate_authority_data,
@@ -41,6 +58,7 @@ from boxkube.cluster.pki import (
 )
 from boxkube.cluster.process import free_port, is_running, start_detached, stop_process
 from boxkube.cluster.progress import Progress
+from boxkube.cluster.providers.nodeapi import cluster_api, retire_node
 from boxkube.cluster.readiness import log_details, ready_node_names, wait_until_ready
 from boxkube.cluster.spec import ClusterSpec, format_seconds
 from boxkube.cluster.state import ClusterDir, ClusterState, cluster_dir, cluster_names
@@ -66,6 +84,14 @@ _TITLES = {ETCD: "etcd", APISERVER: "API server", SCHEDULER: "scheduler",
            CONTROLLER_MANAGER: "controller manager", NODES: "simulated nodes", DNS: "cluster DNS"}
 _MODULES = {SCHEDULER: "boxkube.scheduler", CONTROLLER_MANAGER: "boxkube.controllers", NODES: "boxkube.agent",
             DNS: "boxkube.dns"}
+# The process of one node added by `boxkube node add`: node-NAME (a simulated node agent).
+NODE_PROCESS = "node-"
+
+
+def _title(process: str) -> str:
+    if process.startswith(NODE_PROCESS):
+        return f"simulated node {process.removeprefix(NODE_PROCESS)}"
+    return _TITLES.get(process, process)
 
 
 # Without --nodes: one node, so pods have somewhere to run (kind's default is one node too).
@@ -177,7 +203,7 @@ class LocalProvider:
                 Step(f"Starting {spec.nodes} simulated node{'s' if spec.nodes > 1 else ''}",
                      lambda: self._start_component(cdir, state, NODES, self.agent_flags(cdir, spec))),
                 Step(f"Waiting up to {format_seconds(spec.wait)} for the nodes to be Ready",
-                     lambda: self._wait_for_nodes(state, spec.nodes or 0, deadline)),
+                     lambda: self._wait_for_nodes(state, NODES, worker_names(spec.name, spec.nodes or 0), deadline)),
             ]
         run_steps(steps, progress)
 
@@ -206,8 +232,10 @@ class LocalProvider:
         return build_kubeconfig(name, state.server, state.token, ca_data)
 
     def nodes(self, name: str) -> list[str]:
-        """The simulated nodes, named as the agent names them (NAME-worker, NAME-worker2, ...)."""
-        return worker_names(name, cluster_dir(self.home, name).load().nodes)
+        """The simulated nodes, named as the agent names them (NAME-worker, NAME-worker2, ...), in that order."""
+        state = cluster_dir(self.home, name).load()
+        nodes = [n for n in worker_names(name, state.nodes) if n not in state.removed_nodes] + self._added(state)
+        return sorted(nodes, key=lambda node: number_of(worker_prefix(name), node))
 
     def stop_node(self, name: str, node: str) -> bool:
         return self._switch_node(name, node, off=True)
@@ -215,13 +243,73 @@ class LocalProvider:
     def start_node(self, name: str, node: str) -> bool:
         return self._switch_node(name, node, off=False)
 
+    def add_nodes(self, name: str, count: int, wait: float, progress: Progress) -> list[str]:
+        cdir = cluster_dir(self.home, name)
+        state = cdir.load()
+        if CONTROLLER_MANAGER not in state.processes:
+            raise ClusterError(f'cluster "{name}" runs no controller manager: a node is Ready only once its '
+                               "node-ipam controller gives it a pod range")
+        deadline = time.monotonic() + wait
+        # a removed node of the creation's process still has its (stopped) agent there: its name stays taken
+        added = next_free_names(worker_prefix(name), [*worker_names(name, state.nodes), *self._added(state)], count)
+        steps = [Step(f"Starting simulated node {node}",
+                      lambda node=node: self._start_component(cdir, state, NODES, self.added_node_flags(state, node),
+                                                              process=NODE_PROCESS + node))
+                 for node in added]
+
+        def wait_for_added() -> None:
+            for node in added:
+                self._wait_for_nodes(state, NODE_PROCESS + node, [node], deadline)
+
+        steps.append(Step(f"Waiting up to {format_seconds(wait)} for {listed_nodes(added)} to be Ready", wait_for_added))
+        try:
+            run_steps(steps, progress)
+        except BaseException:
+            # as a failed creation: what was made goes (a Node one of them registered too)
+            for node in added:
+                record = state.processes.pop(NODE_PROCESS + node, None)
+                if record is not None:
+                    stop_process(record, self.stop_timeout)
+                with contextlib.suppress(ClusterError):
+                    retire_node(cdir, node)
+            cdir.save(state)
+            raise
+        return added
+
+    def remove_node(self, name: str, node: str, progress: Progress) -> None:
+        cdir = cluster_dir(self.home, name)
+        state = cdir.load()
+        if node not in self.nodes(name):
+            flag = "" if name == DEFAULT_CLUSTER_NAME else f" --name {name}"
+            raise ClusterError(f'no node "{node}" in cluster "{name}" (see: boxkube get nodes{flag})')
+        with progress.step(f"Cordoning and deleting Node {node}"):
+            retire_node(cdir, node)
+        record = state.processes.pop(NODE_PROCESS + node, None)
+        if record is None:
+            state.removed_nodes.append(node)
+        elif is_running(record):
+            with progress.step(f"Stopping simulated node {node} (pid {record.pid})"):
+                stop_process(record, self.stop_timeout)
+        cdir.save(state)
+
     # -- nodes --------------------------------------------------------------
+
+    @staticmethod
+    def _added(state: ClusterState) -> list[str]:
+        """The nodes `add_nodes` added, each its own process."""
+        return [p.removeprefix(NODE_PROCESS) for p in state.processes if p.startswith(NODE_PROCESS)]
+
+    @staticmethod
+    def added_node_flags(state: ClusterState, node: str) -> list[str]:
+        """An added node: the address its name's number gives, the Lease of the creation's nodes (the node
+        monitor's grace period was made for it)."""
+        index = number_of(worker_prefix(state.name), node)
+        return ["--simulated", "--node-name", node, "--node-ip", simulated_node_ip(index),
+                "--lease-duration", str(lease_duration(state.nodes))]
 
     def _switch_node(self, name: str, node: str, off: bool) -> bool:
         cdir = cluster_dir(self.home, name)
         state = cdir.load()
-        if not cdir.kubeconfig_file.is_file():
-            raise ClusterError(f'cluster "{name}" has no kubeconfig yet (was its creation interrupted?)')
         changed = asyncio.run(self._patch_power(cdir, node, off))
         record = state.processes.get(NODES)
         if changed and record is not None and not is_running(record):
@@ -233,35 +321,28 @@ class LocalProvider:
         """Set (off) or remove (on) the node's power annotation; whether it changed."""
         # Imported here: every other command starts without loading the API client.
         from boxkube.agent.runtime.simulated import POWER_ANNOTATION, power_is_off
-        from boxkube.client import ApiClient, ApiError, ConfigError, TransportError, resource
+        from boxkube.client import ApiError, resource
 
         name, nodes = cdir.name, resource("nodes")
-        try:
-            async with ApiClient.from_kubeconfig(cdir.kubeconfig_file, timeout=10.0, max_retries=2) as client:
-                try:
-                    obj = await client.get(nodes, node)
-                except ApiError as e:
-                    if e.is_not_found:
-                        flag = "" if name == DEFAULT_CLUSTER_NAME else f" --name {name}"
-                        raise ClusterError(f'no node "{node}" in cluster "{name}" '
-                                           f"(see: boxkube kubectl{flag} -- get nodes)") from None
-                    raise
-                runtime = (((obj.get("status") or {}).get("nodeInfo") or {}).get("containerRuntimeVersion") or "")
-                if not runtime.startswith("simulated://"):
-                    why = f"its runtime is {runtime}" if runtime else "no node agent has registered it"
-                    raise ClusterError(f'node "{node}" is not a simulated node ({why}); the local provider '
-                                       "can stop and start only its simulated nodes")
-                if power_is_off(obj) == off:
-                    return False
-                annotations = {POWER_ANNOTATION: "off" if off else None}     # None: merge-patch removes it
-                await client.patch(nodes, node, {"metadata": {"annotations": annotations}})
-                return True
-        except ApiError as e:
-            raise ClusterError(f'the API server of cluster "{name}" refused: {e}') from None
-        except TransportError as e:
-            raise ClusterError(f'cannot reach the API server of cluster "{name}": {e or type(e).__name__}') from None
-        except ConfigError as e:
-            raise ClusterError(f'the kubeconfig of cluster "{name}": {e}') from None
+        async with cluster_api(cdir) as client:
+            try:
+                obj = await client.get(nodes, node)
+            except ApiError as e:
+                if e.is_not_found:
+                    flag = "" if name == DEFAULT_CLUSTER_NAME else f" --name {name}"
+                    raise ClusterError(f'no node "{node}" in cluster "{name}" '
+                                       f"(see: boxkube kubectl{flag} -- get nodes)") from None
+                raise
+            runtime = (((obj.get("status") or {}).get("nodeInfo") or {}).get("containerRuntimeVersion") or "")
+            if not runtime.startswith("simulated://"):
+                why = f"its runtime is {runtime}" if runtime else "no node agent has registered it"
+                raise ClusterError(f'node "{node}" is not a simulated node ({why}); the local provider '
+                                   "can stop and start only its simulated nodes")
+            if power_is_off(obj) == off:
+                return False
+            annotations = {POWER_ANNOTATION: "off" if off else None}     # None: merge-patch removes it
+            await client.patch(nodes, node, {"metadata": {"annotations": annotations}})
+            return True
 
     # -- steps --------------------------------------------------------------
 
@@ -339,14 +420,17 @@ class LocalProvider:
     def component_command(self, component: str) -> list[str]:
         return [sys.executable, "-m", _MODULES[component]]
 
-    def _start_component(self, cdir: ClusterDir, state: ClusterState, component: str, flags: list[str]) -> None:
+    def _start_component(self, cdir: ClusterDir, state: ClusterState, component: str, flags: list[str],
+                         process: str | None = None) -> None:
+        """Start `component`, saved in the state as `process` (default: the component's name)."""
+        process = process or component
         argv = [*self.component_command(component), "--kubeconfig", str(cdir.kubeconfig_file), *flags]
-        record = start_detached(component, argv, cdir.log_file(component), cwd=cdir.root, env=self._process_env())
-        state.processes[component] = record
+        record = start_detached(process, argv, cdir.log_file(process), cwd=cdir.root, env=self._process_env())
+        state.processes[process] = record
         cdir.save(state)
         time.sleep(0.2)   # a component that cannot start (bad flag, import error) fails at once: say so here
         if not is_running(record):
-            raise ClusterError(f"the {_TITLES[component]} exited at start", log_details(record))
+            raise ClusterError(f"the {_title(process)} exited at start", log_details(record))
 
     @staticmethod
     def controller_manager_flags(config: ClusterConfig, nodes: int) -> list[str]:
@@ -382,14 +466,15 @@ class LocalProvider:
             flags += ["--node-config", str(nodes_file)]
         return flags
 
-    def _wait_for_nodes(self, state: ClusterState, count: int, deadline: float) -> None:
+    def _wait_for_nodes(self, state: ClusterState, process: str, nodes: list[str], deadline: float) -> None:
+        """Until `nodes`, run by `process`, are Ready."""
         assert state.server and state.token
 
         def all_ready(status: int, body: str) -> bool:
-            return len(ready_node_names(status, body)) >= count
+            return set(nodes) <= ready_node_names(status, body)
 
-        wait_until_ready(f"{count} Ready node{'s' if count > 1 else ''}", f"{state.server}/api/v1/nodes",
-                         state.processes[NODES], deadline, headers={"Authorization": f"Bearer {state.token}"},
+        wait_until_ready(f"{len(nodes)} Ready node{'s' if len(nodes) > 1 else ''}", f"{state.server}/api/v1/nodes",
+                         state.processes[process], deadline, headers={"Authorization": f"Bearer {state.token}"},
                          ca_file=state.certificate_authority, is_ready=all_ready, interval=0.25)
 
     # -- stopping -----------------------------------------------------------
@@ -398,7 +483,7 @@ class LocalProvider:
         """Stop the cluster's processes, last started first, and note that in its state."""
         for name in reversed(list(state.processes)):
             record = state.processes[name]
-            title = f"Stopping {_TITLES.get(name, name)}"
+            title = f"Stopping {_title(name)}"
             if not is_running(record):
                 log.debug("%s (pid %d) is not running", name, record.pid)
             else:
