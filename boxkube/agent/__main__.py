@@ -26,6 +26,7 @@ from boxkube import component
 from boxkube.agent.agent import AgentGroup
 from boxkube.agent.config import AgentSettings, NodeConfigError, NodeSettings, node_settings, read_node_configs
 from boxkube.agent.network import DEFAULT_CLUSTER_DOMAIN, NodeNetwork
+from boxkube.agent.podnet import PodBridge
 from boxkube.agent.proxy import ServiceProxy
 from boxkube.agent.runtime.base import Runtime, RuntimeFailure
 from boxkube.agent.runtime.docker import DEFAULT_PAUSE_IMAGE, DEFAULT_ROOT_DIR, DockerRuntime, EngineUnreachable
@@ -69,6 +70,8 @@ def _runtimes(args: argparse.Namespace, nodes: list[NodeSettings]) -> dict[str, 
     if args.runtime == "docker":
         return {n.name: DockerRuntime(n.name, base_url=args.docker_host, root_dir=args.root_dir,
                                       pause_image=args.pause_image, network=args.docker_network,
+                                      # a node that owns its network runs its pods on its own bridge
+                                      pod_bridge=PodBridge() if args.node_network else None,
                                       cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain) for n in nodes}
     return {n.name: SimulatedRuntime(n.name, start_delay=args.start_delay) for n in nodes}
 
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root-dir", default=DEFAULT_ROOT_DIR,
                    help="where the docker runtime keeps pods' volumes (the engine bind-mounts them from here)")
     p.add_argument("--pause-image", default=DEFAULT_PAUSE_IMAGE, help="the image of pods' pause containers")
-    p.add_argument("--docker-network", help="the engine's network pods join (default: its bridge)")
+    p.add_argument("--docker-network", help="the engine's network pods join, without --node-network "
+                                                 "(default: the engine's bridge)")
     p.add_argument("--node-ip", help="the node's InternalIP (--runtime docker: default the address this "
                                      "machine reaches the outside from)")
     p.add_argument("--kubelet-address", default="0.0.0.0", help="where the kubelet API (logs, exec) listens "
@@ -118,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kubelet-port", type=int, default=KUBELET_PORT,
                    help="the kubelet API's port (0: any free one; -1: not served)")
     p.add_argument("--node-network", action="store_true",
-                   help="--runtime docker in a boxkube node: own this machine's network (routes to the other "
-                        "nodes' pods, masquerading, and the service proxy's iptables rules)")
+                   help="--runtime docker in a boxkube node: own this machine's network (the pods' bridge "
+                        "cbr0 on the podCIDR, routes to the other nodes' pods, masquerading, and the service "
+                        "proxy's iptables rules)")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16", help="the cluster's pod range (--node-network)")
     p.add_argument("--cluster-dns", action="append", default=[],
                    help="the cluster DNS server's IP, pods' nameserver with dnsPolicy ClusterFirst (repeatable)")

@@ -3,8 +3,8 @@
 What a CNI plugin with host-gw routing (flannel's host-gw backend, kindnet) does
 on every node, for nodes that are containers on one Docker network:
 
-- the node's own pods get their IPs from its podCIDR: the Docker runtime makes
-  the inner engine's pod network on it (boxkube.agent.runtime.docker);
+- the node's own pods get their IPs from its podCIDR, on the node's bridge
+  (boxkube.agent.podnet);
 - every other node's podCIDR is routed via that node's InternalIP
   (`ip route replace <podCIDR> via <InternalIP>`), kept in step with the Nodes
   as they come, change and go (one watch of all Nodes);

@@ -4,10 +4,17 @@ Shaped after upstream's dockershim (the kubelet's Docker runtime until 1.24):
 
 - the sandbox is a *pause* container (`pause_image`, by default boxkube's own,
   built with no registry) that holds the pod's network namespace and a
-  shareable IPC namespace; the pod IP is the one the engine gives it on
-  `network` (default: the engine's bridge, which a boxkube node's inner engine
-  runs on its podCIDR). A hostNetwork pod's pause uses the host's network
-  (and hostIPC/hostPID pods the host's IPC/PID namespaces);
+  shareable IPC namespace. In a boxkube node the pod's network is the node's
+  own (`pod_bridge`, boxkube.agent.podnet: the pause starts with the engine's
+  networking off, then a veth pair joins it to the node's bridge with an
+  address of the podCIDR); without a bridge, the pod IP is the one the engine
+  gives it on `network` (default: the engine's bridge). A hostNetwork pod's
+  pause uses the host's network (and hostIPC/hostPID pods the host's IPC/PID
+  namespaces);
+- each pod has the kubelet's managed /etc/hosts (its own name, its
+  hostAliases) and, with cluster DNS or its own network, the resolv.conf the
+  kubelet derives from dnsPolicy, both files of its folder under `root_dir`
+  bind-mounted into every app container;
 - app containers join it: network and IPC `container:<pause>`, PID too with
   shareProcessNamespace, as upstream's modifyContainerNamespaceOptions;
 - every container carries the kubelet's labels (io.kubernetes.pod.uid, ...,
@@ -70,7 +77,9 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import docker.utils
 
-from boxkube.agent.network import DEFAULT_CLUSTER_DOMAIN, pod_dns
+from boxkube.agent import podnet
+from boxkube.agent.network import DEFAULT_CLUSTER_DOMAIN, CommandFailed, pod_dns, read_resolv_conf
+from boxkube.agent.volumes import pod_dir
 from boxkube.agent.runtime.base import (ContainerConfig, ContainerInfo, ExecSession, Runtime, RuntimeEvent,
                                         RuntimeFailure, Sandbox)
 from boxkube.api.quantity import QuantityError, parse_quantity
@@ -100,8 +109,8 @@ LABEL_NODE = "dev.boxkube.agent.node"                    # the runtime marker: w
 LABEL_CREATED = "dev.boxkube.created-at"                 # epoch seconds, finer than the engine's list shows
 LABEL_TERMINATION_FILE = "dev.boxkube.termination-message-file"
 TYPE_SANDBOX, TYPE_CONTAINER = "podsandbox", "container"
-LABEL_POD_NETWORK = "dev.boxkube.pod-network"           # on the engine network this runtime made
-_ENGINE_NETWORKS = ("bridge", "host", "none")           # the engine's own networks: used as they are
+POD_HOSTS_FILE, POD_RESOLV_FILE = "etc-hosts", "resolv.conf"       # in the pod's folder, as the kubelet's
+LABEL_POD_IP = "dev.boxkube.pod-ip"                      # a sandbox's address on the node's pod bridge
 
 # Upstream's limits on what a termination message shows (kubecontainer.MaxContainerTerminationMessage*).
 _MESSAGE_MAX = 4096
@@ -340,12 +349,13 @@ class DockerRuntime(Runtime):
 
     def __init__(self, node_name: str, *, base_url: str | None = None, root_dir: str = DEFAULT_ROOT_DIR,
                  pause_image: str = DEFAULT_PAUSE_IMAGE, network: str | None = None,
+                 pod_bridge: podnet.PodBridge | None = None,
                  cluster_dns: list[str] | None = None, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN):
         self.node_name = node_name
         self.root_dir = root_dir
         self.pause_image = pause_image
-        # None: the engine's default bridge; a name of the engine's own (bridge, host, none): that one;
-        # any other name: a network this runtime makes on the node's podCIDR (see _ensure_pod_network)
+        # Pods' network: the node's bridge when given; else the engine's network of this name (None: its bridge).
+        self.pod_bridge = pod_bridge
         self.network = network
         self.cluster_dns = list(cluster_dns or [])      # the kubelet's --cluster-dns: pods' nameservers
         self.cluster_domain = cluster_domain
@@ -383,12 +393,13 @@ class DockerRuntime(Runtime):
     async def update_pod_cidr(self, cidr: str) -> None:
         if cidr == self._pod_cidr:
             return
+        if self.pod_bridge is not None:
+            await self._make_pod_bridge(cidr)
+            return
         self._pod_cidr = cidr
         # The engine hands out the pod IPs: from its network, which should lie in the podCIDR.
         network = self.network or "bridge"
         try:
-            if network not in _ENGINE_NETWORKS:
-                await self._ensure_pod_network(network, cidr)
             details = await self.engine.request("GET", f"/networks/{quote(network, safe='')}")
             subnets = [c.get("Subnet") for c in (details.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
             wanted = ipaddress.ip_network(cidr, strict=False)
@@ -399,33 +410,23 @@ class DockerRuntime(Runtime):
         except (RuntimeFailure, OSError, ValueError) as e:
             log.warning("node %s: could not read the engine's network %s: %s", self.node_name, network, e)
 
-    async def _ensure_pod_network(self, network: str, cidr: str) -> None:
-        """The engine's pod network on the podCIDR: a bridge whose gateway (the node) is the range's first
-        IP and that masquerades nothing (the node's pod network rules masquerade what leaves the cluster's
-        pod range; pod-to-pod traffic keeps its source). One of ours on another range is made again if no
-        container uses it."""
-        wanted = ipaddress.ip_network(cidr, strict=False)
-        try:
-            details = await self.engine.request("GET", f"/networks/{quote(network, safe='')}")
-        except EngineError as e:
-            if e.status != 404:
-                raise
-            details = None
-        if details is not None:
-            subnets = [c.get("Subnet") for c in (details.get("IPAM") or {}).get("Config") or []]
-            if subnets == [str(wanted)]:
-                return
-            if (details.get("Labels") or {}).get(LABEL_POD_NETWORK) != "true" or details.get("Containers"):
-                return      # not ours, or in use: update_pod_cidr says what is wrong with it
-            log.info("node %s: making the pod network %s again, on %s (was %s)", self.node_name, network,
-                     wanted, ", ".join(map(str, subnets)))
-            await self.engine.request("DELETE", f"/networks/{quote(network, safe='')}")
-        await self.engine.request("POST", "/networks/create", body={
-            "Name": network, "Driver": "bridge", "CheckDuplicate": True, "Labels": {LABEL_POD_NETWORK: "true"},
-            "IPAM": {"Driver": "default", "Config": [{"Subnet": str(wanted),
-                                                      "Gateway": str(next(wanted.hosts()))}]},
-            "Options": {"com.docker.network.bridge.enable_ip_masquerade": "false"}})
-        log.info("node %s: pod network %s on %s", self.node_name, network, wanted)
+    async def _make_pod_bridge(self, cidr: str) -> None:
+        """The node's bridge on the podCIDR, and the addresses of the sandboxes already running taken; until
+        both are done the network is not ready (no sandbox starts), so this tries until it succeeds."""
+        assert self.pod_bridge is not None
+        delay = _EVENTS_RETRY
+        while True:
+            try:
+                await self.pod_bridge.set_range(cidr)
+                for sandbox in await self._list(TYPE_SANDBOX):
+                    self.pod_bridge.reserve((sandbox.get("Labels") or {}).get(LABEL_POD_IP, ""), sandbox["Id"])
+                break
+            except (CommandFailed, RuntimeFailure, OSError) as e:
+                log.warning("node %s: making the pod bridge on %s: %s; trying again in %.0fs", self.node_name,
+                            cidr, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _EVENTS_RETRY_MAX)
+        self._pod_cidr = cidr
 
     def network_ready(self) -> tuple[bool, str]:
         if not self._started:
@@ -456,8 +457,9 @@ class DockerRuntime(Runtime):
         earlier = await self._list(TYPE_SANDBOX, **{LABEL_POD_UID: uid})
         attempt = 1 + max((int(c["Labels"].get(LABEL_ATTEMPT, "0")) for c in earlier), default=-1)
         labels = {**self._labels(pod, "POD", TYPE_SANDBOX), LABEL_ATTEMPT: str(attempt)}
+        bridge = None if host_network else self.pod_bridge
         host_config: Obj = {
-            "NetworkMode": "host" if host_network else (self.network or "bridge"),
+            "NetworkMode": "host" if host_network else "none" if bridge else (self.network or "bridge"),
             "IpcMode": "host" if spec.get("hostIPC") else "shareable",
             "RestartPolicy": {"Name": "no"},
         }
@@ -469,32 +471,67 @@ class DockerRuntime(Runtime):
                    ((spec.get("securityContext") or {}).get("sysctls") or []) if s.get("name")}
         if sysctls:
             host_config["Sysctls"] = sysctls
-        dns = None if host_network else pod_dns(pod, self.cluster_dns, self.cluster_domain)
-        if dns is not None:     # resolv.conf as the kubelet writes it; app containers share the pause's
-            host_config["Dns"], host_config["DnsSearch"], host_config["DnsOptions"] = dns
         body: Obj = {"Image": self.pause_image, "Labels": labels, "HostConfig": host_config}
         if not host_network:
             body["Hostname"] = hostname(pod)
+        if bridge is not None:
+            try:
+                labels[LABEL_POD_IP] = address = bridge.allocate(uid)
+            except podnet.NoAddressLeft as e:
+                raise RuntimeFailure("CreatePodSandboxError", str(e)) from None
+            body["NetworkDisabled"] = True      # a network namespace of its own, that the bridge joins
         name = f"k8s_POD_{meta.get('name')}_{meta.get('namespace')}_{uid}_{attempt}"
-        created = await self._create(name, body, "CreatePodSandboxError")
+        created = ""
         try:
+            created = await self._create(name, body, "CreatePodSandboxError")
+            if bridge is not None:
+                bridge.rename(address, created)
             await self.engine.request("POST", f"/containers/{created}/start")
             details = await self.engine.request("GET", f"/containers/{created}/json")
-        except EngineError as e:
+            if bridge is not None:
+                await bridge.attach(created, int((details.get("State") or {}).get("Pid") or 0), address)
+                ip = address
+            else:
+                ip = "" if host_network else _ip(details.get("NetworkSettings") or {})
+            if not host_network:
+                self._write_pod_files(pod, ip, bridge is not None)
+        except (RuntimeFailure, CommandFailed, OSError) as e:
+            if bridge is not None:
+                bridge.release(created or uid)
+            if not created:
+                raise       # the create's own failure, with its reason
             await self._remove(created)
             raise RuntimeFailure("CreatePodSandboxError", f"starting the pause container: {e}") from None
-        if dns is not None:
-            _rewrite_resolv_conf(details.get("ResolvConfPath") or "", *dns)
-        log.debug("node %s: sandbox %s of %s/%s is up", self.node_name, created[:12], meta.get("namespace"),
-                  meta.get("name"))
+        log.debug("node %s: sandbox %s of %s/%s is up at %s", self.node_name, created[:12], meta.get("namespace"),
+                  meta.get("name"), ip)
         return Sandbox(id=created, pod_uid=uid, namespace=meta.get("namespace", ""), name=meta.get("name", ""),
-                       ip="" if host_network else _ip(details.get("NetworkSettings") or {}),
-                       created_at=float(labels[LABEL_CREATED]), ready=True)
+                       ip=ip, created_at=float(labels[LABEL_CREATED]), ready=True)
+
+    def _write_pod_files(self, pod: Obj, ip: str, own_network: bool) -> None:
+        """The pod's managed /etc/hosts, and its resolv.conf: the one dnsPolicy asks for, or, on the node's
+        own network (where the engine writes none), the node's."""
+        folder = pod_dir(self.root_dir, (pod.get("metadata") or {}).get("uid", ""))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / POD_HOSTS_FILE).write_text(podnet.managed_hosts(pod, [ip] if ip else [], hostname(pod),
+                                                                  self.cluster_domain))
+        dns = pod_dns(pod, self.cluster_dns, self.cluster_domain)
+        if dns is None and own_network:
+            dns = read_resolv_conf()
+        if dns is not None:
+            (folder / POD_RESOLV_FILE).write_text(podnet.resolv_conf(*dns))
+
+    def _pod_file_mounts(self, pod: Obj) -> list[Obj]:
+        folder = pod_dir(self.root_dir, (pod.get("metadata") or {}).get("uid", ""))
+        return [{"Type": "bind", "Source": str(folder / name), "Target": target, "ReadOnly": False}
+                for name, target in ((POD_HOSTS_FILE, "/etc/hosts"), (POD_RESOLV_FILE, "/etc/resolv.conf"))
+                if not (pod.get("spec") or {}).get("hostNetwork") and (folder / name).exists()]
 
     async def remove_sandbox(self, sandbox_id: str) -> None:
         for c in await self._list(TYPE_CONTAINER, **{LABEL_SANDBOX_ID: sandbox_id}):
             await self._remove(c["Id"])
         await self._remove(sandbox_id)
+        if self.pod_bridge is not None:
+            self.pod_bridge.release(sandbox_id)
 
     async def list_sandboxes(self) -> list[Sandbox]:
         out = []
@@ -504,7 +541,7 @@ class DockerRuntime(Runtime):
             host = (c.get("HostConfig") or {}).get("NetworkMode") == "host"
             out.append(Sandbox(id=c["Id"], pod_uid=labels.get(LABEL_POD_UID, ""),
                                namespace=labels.get(LABEL_POD_NAMESPACE, ""), name=labels.get(LABEL_POD_NAME, ""),
-                               ip="" if host or not running else _ip(c.get("NetworkSettings") or {}),
+                               ip="" if host or not running else _sandbox_ip(labels, c),
                                created_at=_float(labels.get(LABEL_CREATED), float(c.get("Created") or 0)),
                                ready=running))
         return out
@@ -521,7 +558,7 @@ class DockerRuntime(Runtime):
         host = (c.get("HostConfig") or {}).get("NetworkMode") == "host"
         return Sandbox(id=c["Id"], pod_uid=labels.get(LABEL_POD_UID, ""), namespace=labels.get(LABEL_POD_NAMESPACE, ""),
                        name=labels.get(LABEL_POD_NAME, ""),
-                       ip="" if host or not running else _ip(c.get("NetworkSettings") or {}),
+                       ip="" if host or not running else _sandbox_ip(labels, c),
                        created_at=_float(labels.get(LABEL_CREATED), 0.0), ready=running)
 
     # -- containers -------------------------------------------------------------
@@ -593,8 +630,8 @@ class DockerRuntime(Runtime):
             "NetworkMode": ns_mode,
             "IpcMode": "host" if spec.get("hostIPC") else ns_mode,
             "RestartPolicy": {"Name": "no"},
-            "Mounts": [{"Type": "bind", "Source": m.host_path, "Target": m.container_path, "ReadOnly": m.read_only}
-                       for m in config.mounts],
+            "Mounts": [*({"Type": "bind", "Source": m.host_path, "Target": m.container_path, "ReadOnly": m.read_only}
+                         for m in config.mounts), *self._pod_file_mounts(pod)],
             **resource_limits(container, self._swap_limit),
         }
         if spec.get("hostPID"):
@@ -907,27 +944,16 @@ class _DockerAttach(_DockerExec):
         return int((details.get("State") or {}).get("ExitCode") or 0)
 
 
+def _sandbox_ip(labels: dict[str, str], c: Obj) -> str:
+    """A running sandbox's pod IP: its address on the node's bridge, else the engine's."""
+    return labels.get(LABEL_POD_IP) or _ip(c.get("NetworkSettings") or {})
+
+
 def _ip(settings: Obj) -> str:
     for network in (settings.get("Networks") or {}).values():
         if (network or {}).get("IPAddress"):
             return str(network["IPAddress"])
     return str(settings.get("IPAddress") or "")
-
-
-def _rewrite_resolv_conf(path: str, servers: list[str], searches: list[str], options: list[str]) -> None:
-    """The sandbox's resolv.conf as the kubelet writes it (dockershim rewrote the file the engine made):
-    on a network of its own the engine would point pods at its embedded resolver (127.0.0.11) instead.
-    The pod's app containers share the file (they join the pause's network)."""
-    lines = [f"nameserver {s}" for s in servers]
-    if searches:
-        lines.append("search " + " ".join(searches))
-    if options:
-        lines.append("options " + " ".join(options))
-    try:
-        with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
-    except OSError as e:        # an engine whose files this agent does not see: the engine's own DNS stays
-        log.debug("could not write %s: %s", path or "the sandbox's resolv.conf", e)
 
 
 def _float(text: str | None, default: float) -> float:

@@ -67,10 +67,9 @@ ADMIN_KUBECONFIG = f"{CONFIG_DIR}/admin.conf"
 NODE_KUBECONFIG = f"{CONFIG_DIR}/kubeconfig"
 NODE_CONFIG = f"{CONFIG_DIR}/node.json"
 INNER_CLUSTER_CONFIG = f"{CONFIG_DIR}/cluster.yaml"
-INNER_HOME = "/var/lib/boxkube"
-LOAD_ARCHIVE = "/var/boxkube-load.tar"  # an image on its way into a node's engine       # BOXKUBE_HOME of the control plane's local cluster
+INNER_HOME = "/var/lib/boxkube"        # BOXKUBE_HOME of the control plane's local cluster
+LOAD_ARCHIVE = "/var/boxkube-load.tar"  # an image on its way into a node's engine
 DEFAULT_NODES = 1
-POD_NETWORK = "boxkube-pods"          # the inner engine's network of a worker's pods, on its podCIDR
 MAX_NODES = 20                        # each worker runs an engine and an agent: a laptop holds a handful
 
 NO_DOCKER = ("the docker provider needs a Docker engine, and {why}; "
@@ -440,7 +439,7 @@ class DockerProvider:
         from boxkube.dns import cluster_dns_ip
 
         networking = config.networking
-        return ["--docker-network", POD_NETWORK, "--node-network", "--cluster-cidr", networking.pod_subnet,
+        return ["--node-network", "--cluster-cidr", networking.pod_subnet,
                 "--cluster-dns", cluster_dns_ip(networking.service_subnet)]
 
     @staticmethod
