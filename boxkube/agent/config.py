@@ -34,6 +34,9 @@ class AgentSettings:
     # Node status is posted when it changes and at least this often (upstream's
     # nodeStatusReportFrequency, 5 min); liveness is the Lease's job.
     status_report_interval: float = 60.0
+    # configMap, secret, downwardAPI and projected volumes of running pods follow their sources, checked
+    # this often (upstream: the kubelet's sync period, 1 min, plus its cache's TTL)
+    volume_resync: float = 10.0
     backoff_initial: float = 10.0            # CrashLoopBackOff: 10 s doubling to 300 s, as upstream
     backoff_max: float = 300.0
     # API requests in flight from the whole process, by kind, so that a burst of pods queues here

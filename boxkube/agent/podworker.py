@@ -105,6 +105,8 @@ class PodWorker:
         self._dead_sandbox = ""                         # replaced by a new one, to be removed
         self.pod_ip = ""
         self.volumes: volumes.PodVolumes | None = None  # set up on the node (before the sandbox)
+        self._volumes_at = 0.0                          # when they were last set up (monotonic)
+        self._init_again: dict[str, str] = {}           # init container -> id of its run in a replaced sandbox
         self.current: dict[str, ContainerInfo] = {}     # latest instance of each container
         self.previous: dict[str, ContainerInfo] = {}    # the one before it: lastState
         self.waiting: dict[str, tuple[str, str]] = {}   # why a container is not running: (reason, message)
@@ -276,6 +278,7 @@ class PodWorker:
         if self.volumes is None and not await self._set_up_volumes(pod):
             self._publish(pod)
             return
+        await self._refresh_volumes(pod)
         if self.sandbox is None:
             self._publish(pod)
             try:
@@ -335,6 +338,9 @@ class PodWorker:
             return False
         self._event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
         await self._stop_all(pod, self._grace(pod), record=True)
+        # a new sandbox runs the init containers again, from the first (upstream's computePodActions)
+        self._init_again = {c["name"]: self.current[c["name"]].id
+                            for c in (pod.get("spec") or {}).get("initContainers") or [] if c["name"] in self.current}
         # Removed once the new one exists, so that the runtime counts the new one as the next attempt.
         self._dead_sandbox, self.sandbox, self.pod_ip = self.sandbox.id, None, ""
         return True
@@ -345,6 +351,8 @@ class PodWorker:
         policy = spec.get("restartPolicy", "Always")
         for c in spec.get("initContainers") or []:
             info = self.current.get(c["name"])
+            if info is not None and self._init_again.get(c["name"]) == info.id:
+                info = None         # its run was in the sandbox that was replaced
             if _is_sidecar(c):
                 if info is None or info.state == "exited":
                     if not await self._start_or_back_off(pod, c, "spec.initContainers"):
@@ -438,7 +446,26 @@ class PodWorker:
             self._retry_config("")
             return False
         self._config_failures.pop("", None)
+        self._volumes_at = time.monotonic()
         return True
+
+    async def _refresh_volumes(self, pod: Obj) -> None:
+        """Running pods' configMap, secret, downwardAPI and projected volumes follow their sources (each file
+        swapped atomically, as upstream's AtomicWriter; subPath mounts keep what they had, as upstream).
+        A source that cannot be read now keeps the volume as it was, with a FailedMount event."""
+        assert self.volumes is not None
+        if not self.volumes.read_only or self.volumes.root is None:     # nothing written (simulated nodes)
+            return
+        period = self.node.group.settings.volume_resync
+        if time.monotonic() - self._volumes_at >= period:
+            source = podconfig.ObjectSource(self.node.client, self.namespace)
+            try:
+                self.volumes = await volumes.prepare(pod, source, self.node.runtime.root_dir,
+                                                     self.node.settings.full_capacity())
+            except volumes.VolumeError as e:
+                self._event(pod, "Warning", "FailedMount", str(e))
+            self._volumes_at = time.monotonic()
+        self._wake_at(time.time() + period)
 
     async def _container_config(self, pod: Obj, container: Obj) -> ContainerConfig:
         """What the runtime needs resolved to start the container (ConfigError when it cannot be)."""

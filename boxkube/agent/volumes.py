@@ -266,9 +266,27 @@ def _mode(value: Any, default: int = DEFAULT_MODE) -> int:
     return int(value) & 0o777 if value is not None else default
 
 
+def _written(target: Path, payload: Mapping[str, tuple[bytes, int]]) -> bool:
+    """Whether `target`'s current `..data` holds exactly `payload` (files, contents and modes)."""
+    data = target / _DATA_LINK
+    if not data.is_dir():
+        return False
+    files = {str(f.relative_to(data)) for f in data.rglob("*") if f.is_file()}
+    if files != set(payload):
+        return False
+    for rel, (content, mode) in payload.items():
+        file = data / rel
+        if file.stat().st_mode & 0o777 != mode or file.read_bytes() != content:
+            return False
+    return True
+
+
 def write_atomically(target: Path, payload: Mapping[str, tuple[bytes, int]]) -> None:
     """Write `payload` into `target` as upstream's AtomicWriter: into a new timestamped folder, then
-    swap the `..data` symlink to it, with a symlink per top-level name through `..data`."""
+    swap the `..data` symlink to it, with a symlink per top-level name through `..data`. Nothing is
+    written when `target` holds the payload already (volumes are set up again as their sources change)."""
+    if _written(target, payload):
+        return
     target.mkdir(parents=True, exist_ok=True)
     target.chmod(0o755)
     stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime()) + secrets.token_hex(4)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import time
 import uuid
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from boxkube.client import resource
-from tests.agent.conftest import PODS, eventually
+from tests.agent.conftest import FAST, PODS, eventually
 
 pytestmark = pytest.mark.docker
 
@@ -157,6 +158,42 @@ async def test_configmap_secret_and_downward_api_volumes_are_read_only_files(cli
     p = await until(client, ns, name, phase("Succeeded"))
     assert message(p, "app").splitlines() == ["<h1>hi</h1>", "o", "private", "400", name,
                                               'app="test"', 'tier="x"', "read-only"]
+
+
+async def test_configmap_and_secret_volumes_follow_their_sources(client, ns, docker_agents, images):
+    [node] = docker_agents.node_names()
+    await docker_agents.start([node], settings=dataclasses.replace(FAST, volume_resync=0.5))
+    await client.create(CONFIGMAPS, {"metadata": {"name": "live"}, "data": {"color": "red"}}, ns)
+    await client.create(SECRETS, {"metadata": {"name": "pw"}, "data": {"p": base64.b64encode(b"one").decode()}}, ns)
+    mounts = [{"name": "live", "mountPath": "/etc/live"}, {"name": "pw", "mountPath": "/etc/pw"},
+              {"name": "live", "mountPath": "/etc/color-fixed", "subPath": "color"}]
+    pod = await client.create(PODS, pod_body(node, [sh("app", images.busybox, "exec sleep 3600", volumeMounts=mounts)],
+                                             volumes=[{"name": "live", "configMap": {"name": "live"}},
+                                                      {"name": "pw", "secret": {"secretName": "pw"}}]), ns)
+    p = await until(client, ns, pod["metadata"]["name"], phase("Running"))
+    assert docker_agents.exec(p, "app", "cat", "/etc/live/color") == "red"
+
+    cm = await client.get(CONFIGMAPS, "live", ns)
+    await client.replace(CONFIGMAPS, {**cm, "data": {"color": "blue", "size": "big"}})
+    secret = await client.get(SECRETS, "pw", ns)
+    await client.replace(SECRETS, {**secret, "data": {"p": base64.b64encode(b"two").decode()}})
+
+    async def updated():
+        seen = docker_agents.exec(p, "app", "sh", "-c", "cat /etc/live/color /etc/live/size /etc/pw/p 2>&1")
+        return seen if seen == "bluebigtwo" else None
+    await eventually(updated, timeout=10, interval=0.2)
+    # a subPath mount keeps the file it was given, as upstream's
+    assert docker_agents.exec(p, "app", "cat", "/etc/color-fixed") == "red"
+
+    # a source that goes away leaves the volume as it was, and says why
+    await client.delete(CONFIGMAPS, "live", ns)
+
+    async def failed_mount():
+        events = (await client.list(EVENTS, ns, field_selector=f"involvedObject.name={p['metadata']['name']}"))["items"]
+        return [e for e in events if e["reason"] == "FailedMount"]
+    [event] = await eventually(failed_mount, timeout=10, interval=0.2)
+    assert 'configmap "live" not found' in event["message"]
+    assert docker_agents.exec(p, "app", "cat", "/etc/live/color") == "blue"
 
 
 async def test_empty_dir_is_shared_between_containers_and_removed_with_the_pod(client, ns, docker_agents, images):
@@ -360,6 +397,28 @@ async def test_a_dead_sandbox_is_replaced_and_its_containers_started_again(clien
     assert len(docker_agents.exec(p, "app", "cat", "/data/starts").splitlines()) == 2     # the emptyDir survived
     events = (await client.list(EVENTS, ns, field_selector=f"involvedObject.name={name}"))["items"]
     assert any(e["reason"] == "SandboxChanged" for e in events)
+
+
+async def test_a_new_sandbox_runs_the_init_containers_again(client, ns, docker_agents, images):
+    [node] = docker_agents.node_names()
+    await docker_agents.start([node])
+    mount = [{"name": "scratch", "mountPath": "/data"}]
+    pod = await client.create(PODS, pod_body(node, [sh("app", images.busybox, "exec sleep 3600", volumeMounts=mount)],
+                                             "Always", volumes=[{"name": "scratch", "emptyDir": {}}],
+                                             initContainers=[sh("init", images.busybox, "echo ran >> /data/inits",
+                                                                volumeMounts=mount)]), ns)
+    name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+    await until(client, ns, name, phase("Running"))
+    [pause] = docker_agents.containers(node, **{"io.kubernetes.pod.uid": uid, "io.kubernetes.docker.type": "podsandbox"})
+    pause.kill()
+
+    def again(p):
+        app = statuses(p)["app"]
+        return app["restartCount"] == 1 and "running" in app["state"]
+    p = await until(client, ns, name, again)
+    assert docker_agents.exec(p, "app", "cat", "/data/inits") == "ran\nran\n"
+    [init] = p["status"]["initContainerStatuses"]
+    assert init["restartCount"] == 1 and init["state"]["terminated"]["reason"] == "Completed"
 
 
 async def test_pods_come_back_after_their_containers_died_with_the_agent_away(client, ns, docker_agents, images):
