@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import socket
 import sys
 
@@ -84,6 +85,8 @@ async def _run(args: argparse.Namespace) -> None:
     try:
         for runtime in runtimes.values():
             await runtime.start()       # before the group: the Node shows the engine's version
+        if args.wait_for_kubeconfig:
+            await _kubeconfig_given(args.kubeconfig)
         async with ApiClient.from_kubeconfig(args.kubeconfig, user_agent="kubelet/boxkube") as client:
             # The kubelet API (kubectl logs/exec through the API server) for a real node; it accepts the
             # cluster's token, which the API server presents (see boxkube.agent.server).
@@ -101,9 +104,23 @@ async def _run(args: argparse.Namespace) -> None:
             await runtime.close()
 
 
+async def _kubeconfig_given(path: str) -> None:
+    """Until the kubeconfig is there: a boxkube worker starts with its control plane and is given the file
+    once the API server answers (as a kind node's kubelet waits for kubeadm's); everything else is ready."""
+    def given() -> bool:
+        return os.path.exists(path) and os.path.getsize(path) > 0
+
+    if not given():
+        log.info("waiting for the kubeconfig %s", path)
+    while not given():
+        await asyncio.sleep(0.05)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m boxkube.agent", description="boxkube node agent")
     p.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--wait-for-kubeconfig", action="store_true",
+                   help="start, then wait until --kubeconfig is written (a node that joins once its cluster answers)")
     p.add_argument("--runtime", choices=("simulated", "docker"),
                    help="what runs the pods: simulated (no containers; many nodes in one process) or docker "
                         "(one node, its pods containers of a Docker engine)")
@@ -158,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.nodes is not None and args.nodes < 1:
         print("ERROR: --nodes must be at least 1", file=sys.stderr)
+        return 2
+    if args.wait_for_kubeconfig and not args.kubeconfig:
+        print("ERROR: --wait-for-kubeconfig needs --kubeconfig", file=sys.stderr)
         return 2
     return component.run(_run(args), log, failures=(NodeConfigError, EngineUnreachable, RuntimeFailure))
 

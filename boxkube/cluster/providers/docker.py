@@ -37,6 +37,7 @@ import os
 import tarfile
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,7 +69,7 @@ NODE_KUBECONFIG = f"{CONFIG_DIR}/kubeconfig"
 NODE_CONFIG = f"{CONFIG_DIR}/node.json"
 INNER_CLUSTER_CONFIG = f"{CONFIG_DIR}/cluster.yaml"
 INNER_HOME = "/var/lib/boxkube"        # BOXKUBE_HOME of the control plane's local cluster
-LOAD_ARCHIVE = "/var/boxkube-load.tar"  # an image on its way into a node's engine
+LOAD_DIR = "/var/boxkube-load"         # images on their way into a node's engine
 DEFAULT_NODES = 1
 MAX_NODES = 20                        # each worker runs an engine and an agent: a laptop holds a handful
 
@@ -171,6 +172,30 @@ def _wait_for(what: str, check: Callable[[], T], nodes: list[Any], deadline: flo
         time.sleep(interval)
 
 
+def _engine_version(node: Any) -> str:
+    done = node.exec_run(["docker", "version", "--format", "{{.Server.Version}}"])
+    if done.exit_code != 0:
+        raise _NotYet("its Docker engine does not answer yet")
+    return done.output.decode().strip()
+
+
+def _node_images(node: Any) -> dict[str, str]:
+    """{repository:tag: image ID} of a node's engine."""
+    listed = node.exec_run(["docker", "images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
+    if listed.exit_code != 0:
+        raise ClusterError(f"could not list the images of node {node.name}: "
+                           f"{listed.output.decode(errors='replace').strip()}")
+    return dict(line.split(" ", 1) for line in listed.output.decode().splitlines() if " " in line)
+
+
+def _each(work: Callable[[Any], T], nodes: list[Any]) -> list[T]:
+    """work(node) for every node at once (each is mostly waiting on the engine); the first error raised."""
+    if len(nodes) < 2:
+        return [work(node) for node in nodes]
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        return list(pool.map(work, nodes))
+
+
 def node_host_config(client: Any, security: Mapping[str, Any], volume: str, network: str | None = None,
                      ports: Mapping[str, tuple[str, int | None]] | None = None) -> dict[str, Any]:
     """How a node container runs: with `security` (see DockerProvider.security), the inner engine's data
@@ -254,23 +279,28 @@ class DockerProvider:
         deadline = [0.0]
         image: list[str] = []
 
-        def start_control_plane() -> None:
-            deadline[0] = time.monotonic() + spec.wait
-            self._start_control_plane(cdir, state, spec, deadline[0])
+        names = node_names(spec.name, workers)[1:]
 
         def ensure_image() -> None:
             image.append(build_node_image(BuildOptions(), environ=self.environ, progress=progress).node)
 
+        def prepare() -> None:
+            # Every node starts at once: the control plane boots while the workers' engines start and
+            # take the workload images; the workers' agents wait for their kubeconfig (see _join_workers).
+            self._prepare(spec, image[0], workers)
+            deadline[0] = time.monotonic() + spec.wait
+            self._container(node_names(spec.name, 0)[0]).start()
+            self._start_workers(names, deadline[0])
+
         steps = [
             Step("Ensuring node image", ensure_image),
-            Step("Preparing nodes", lambda: self._prepare(spec, image[0], workers)),
-            Step("Starting control plane", start_control_plane),
+            Step("Preparing nodes", prepare),
+            Step("Starting control plane", lambda: self._await_control_plane(cdir, state, spec, deadline[0])),
         ]
         if workers:
-            names = node_names(spec.name, workers)[1:]
             steps += [
                 Step(f"Joining {workers} worker{'s' if workers > 1 else ''}",
-                     lambda: self._join_workers(state, spec.name, names, deadline[0])),
+                     lambda: self._join_workers(state, spec.name, names)),
                 Step(f"Waiting up to {format_seconds(spec.wait)} for the nodes to be Ready",
                      lambda: self._wait_for_nodes(state, spec.name, names, deadline[0])),
             ]
@@ -340,11 +370,12 @@ class DockerProvider:
             security = self.security(image)
             for node in added:
                 self._create_node(name, image, security, node, WORKER, self._worker_command(config, node))
+            self._start_workers(added, deadline)
 
         try:
             run_steps([
                 Step(f"Preparing {listed_nodes(added)}", prepare),
-                Step(f"Joining {listed_nodes(added)}", lambda: self._join_workers(state, name, added, deadline)),
+                Step(f"Joining {listed_nodes(added)}", lambda: self._join_workers(state, name, added)),
                 Step(f"Waiting up to {format_seconds(wait)} for {listed_nodes(added)} to be Ready",
                      lambda: self._wait_for_nodes(state, name, added, deadline)),
             ], progress)
@@ -417,7 +448,8 @@ class DockerProvider:
 
     def _worker_command(self, config: ClusterConfig, node: str) -> list[str]:
         return ["python", "-m", "boxkube.agent", "--runtime", "docker", "--node-name", node,
-                "--kubeconfig", NODE_KUBECONFIG, *self._network_flags(config)]
+                # it starts with the control plane, and is given its kubeconfig once that answers
+                "--kubeconfig", NODE_KUBECONFIG, "--wait-for-kubeconfig", *self._network_flags(config)]
 
     def _cluster_containers(self, name: str) -> list[Any]:
         return self.docker().containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={name}"})
@@ -466,10 +498,10 @@ class DockerProvider:
     def _container(self, name: str) -> Any:
         return self.docker().containers.get(name)
 
-    def _start_control_plane(self, cdir: ClusterDir, state: ClusterState, spec: ClusterSpec,
+    def _await_control_plane(self, cdir: ClusterDir, state: ClusterState, spec: ClusterSpec,
                              deadline: float) -> None:
+        """Until the started control plane's API server answers on the host; its address, token and CA saved."""
         container = self._container(node_names(spec.name, 0)[0])
-        container.start()
 
         def admin_kubeconfig() -> str:     # written by the inner `create cluster` once its API server is ready
             text = _read_file(container, ADMIN_KUBECONFIG)
@@ -509,56 +541,64 @@ class DockerProvider:
         host_ip = bindings[0].get("HostIp") or "127.0.0.1"
         return ("127.0.0.1" if host_ip in ("0.0.0.0", "") else host_ip), int(bindings[0]["HostPort"])
 
-    def _join_workers(self, state: ClusterState, cluster: str, nodes: list[str], deadline: float) -> None:
-        """Start the workers `nodes` with a kubeconfig for the control plane, and give their engines the
-        images every node needs (pause) and the tutorials use."""
+    def _start_workers(self, nodes: list[str], deadline: float) -> None:
+        """Start the workers `nodes` and give their engines the images every node needs (pause) and the
+        tutorials use; their agents wait for the kubeconfig of _join_workers."""
         from boxkube.cluster.images import WORKLOAD_IMAGES
 
+        workers = [self._container(node) for node in nodes]
+        for container in workers:
+            container.start()
+
+        def engine_answers(node: Any) -> None:      # the entrypoint starts it before the agent
+            _wait_for(f"the Docker engine of node {node.name} did not start",
+                      lambda: _engine_version(node), [node], deadline, interval=0.1)
+
+        _each(engine_answers, workers)
+        self._load(workers, list(WORKLOAD_IMAGES))
+
+    def _join_workers(self, state: ClusterState, cluster: str, nodes: list[str]) -> None:
+        """Give the workers `nodes` their kubeconfig for the control plane: their agents start."""
         assert state.token and state.certificate_authority
         ca = certificate_authority_data(Path(state.certificate_authority))
         control_plane = node_names(cluster, 0)[0]
         kubeconfig = dump_kubeconfig(build_kubeconfig(cluster, f"https://{control_plane}:{API_PORT}", state.token, ca))
-        workers = [self._container(node) for node in nodes]
-        for container in workers:
-            container.put_archive("/", _tar({NODE_KUBECONFIG: (kubeconfig, 0o600)}))
-            container.start()
-        for container in workers:
-
-            def engine_answers(node: Any = container) -> None:   # the entrypoint starts it before the agent
-                if node.exec_run(["docker", "version", "--format", "{{.Server.Version}}"]).exit_code != 0:
-                    raise _NotYet("its Docker engine does not answer yet")
-
-            _wait_for(f"the Docker engine of node {container.name} did not start", engine_answers, [container],
-                      deadline, interval=0.1)
-        self._load(workers, list(WORKLOAD_IMAGES))
+        for node in nodes:
+            # one small file written in one piece: the agent goes on once it is there
+            self._container(node).put_archive("/", _tar({NODE_KUBECONFIG: (kubeconfig, 0o600)}))
 
     def _load(self, nodes: list[Any], images: list[str]) -> list[tuple[str, str]]:
         """Copy host images into the nodes' engines (`docker save | docker load`), skipping a node that
-        has the image already (same ID); the (node, image) pairs copied."""
+        has the image already (same ID), all nodes at once; the (node, image) pairs copied."""
         import docker
 
-        client, copied = self.docker(), []
+        client = self.docker()
+        wanted: dict[str, str] = {}
         for image in images:
             try:
-                image_id = client.images.get(image).id
+                wanted[image] = client.images.get(image).id
             except docker.errors.ImageNotFound:
                 raise ClusterError(f'image "{image}" is not on this machine (see: docker images)') from None
-            needing = [node for node in nodes
-                       if node.exec_run(["docker", "image", "inspect", "--format", "{{.Id}}", image]).output.decode().strip()
-                       != image_id]
-            if not needing:
-                continue
-            archive = b"".join(client.api.get_image(image))
-            for node in needing:
-                # into the container's own filesystem: the archive API does not see its tmpfs /tmp
-                node.put_archive("/", _tar_bytes({LOAD_ARCHIVE: archive}))
-                loaded = node.exec_run(["sh", "-c", f"docker load -q -i {LOAD_ARCHIVE}; status=$?; "
-                                                    f"rm -f {LOAD_ARCHIVE}; exit $status"])
-                if loaded.exit_code != 0:
-                    raise ClusterError(f'could not load "{image}" into node {node.name}: '
-                                       f"{loaded.output.decode(errors='replace').strip()}")
-                copied.append((node.name, image))
-        return copied
+        present = dict(zip(nodes, _each(_node_images, nodes)))
+        needing = {node: [i for i in images if present[node].get(i) != wanted[i]] for node in nodes}
+        archives = {image: b"".join(client.api.get_image(image))
+                    for image in images if any(image in need for need in needing.values())}
+
+        def load(node: Any) -> None:
+            files = {f"{LOAD_DIR}/{n}.tar": archives[image] for n, image in enumerate(needing[node])}
+            if not files:
+                return
+            # into the container's own filesystem: the archive API does not see its tmpfs /tmp
+            node.put_archive("/", _tar_bytes(files))
+            loaded = node.exec_run(["sh", "-c", f"status=0; for f in {' '.join(files)}; do "
+                                                f"docker load -q -i $f || status=$?; done; "
+                                                f"rm -rf {LOAD_DIR}; exit $status"])
+            if loaded.exit_code != 0:
+                raise ClusterError(f"could not load {', '.join(needing[node])} into node {node.name}: "
+                                   f"{loaded.output.decode(errors='replace').strip()}")
+
+        _each(load, nodes)
+        return [(node.name, image) for node in nodes for image in needing[node]]
 
     def load_images(self, name: str, images: list[str]) -> list[tuple[str, str]]:
         """`boxkube load image`: copy host images into every worker of cluster `name`."""
