@@ -435,18 +435,24 @@ class PodWorker:
         self._event(pod, "Normal", "Started", f"Started container {name}", ref)
         return started.state == "running"
 
-    async def _set_up_volumes(self, pod: Obj) -> bool:
-        """Make the pod's volumes on the node; False (with a FailedMount event, and a sync later) when one can't be."""
+    async def _prepare_volumes(self, pod: Obj) -> None:
+        """Set up the pod's volumes on the node (again); volumes.VolumeError when one can't be."""
         source = podconfig.ObjectSource(self.node.client, self.namespace)
         try:
             self.volumes = await volumes.prepare(pod, source, self.node.runtime.root_dir,
                                                  self.node.settings.full_capacity())
+        finally:
+            self._volumes_at = time.monotonic()
+
+    async def _set_up_volumes(self, pod: Obj) -> bool:
+        """Make the pod's volumes on the node; False (with a FailedMount event, and a sync later) when one can't be."""
+        try:
+            await self._prepare_volumes(pod)
         except volumes.VolumeError as e:
             self._event(pod, "Warning", "FailedMount", str(e))
             self._retry_config("")
             return False
         self._config_failures.pop("", None)
-        self._volumes_at = time.monotonic()
         return True
 
     async def _refresh_volumes(self, pod: Obj) -> None:
@@ -458,13 +464,10 @@ class PodWorker:
             return
         period = self.node.group.settings.volume_resync
         if time.monotonic() - self._volumes_at >= period:
-            source = podconfig.ObjectSource(self.node.client, self.namespace)
             try:
-                self.volumes = await volumes.prepare(pod, source, self.node.runtime.root_dir,
-                                                     self.node.settings.full_capacity())
+                await self._prepare_volumes(pod)
             except volumes.VolumeError as e:
                 self._event(pod, "Warning", "FailedMount", str(e))
-            self._volumes_at = time.monotonic()
         self._wake_at(time.time() + period)
 
     async def _container_config(self, pod: Obj, container: Obj) -> ContainerConfig:

@@ -44,13 +44,13 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from boxkube.agent.runtime.base import ContainerInfo, ExecSession, RuntimeFailure
+from boxkube.agent.runtime.base import ContainerInfo, ExecSession, Runtime, RuntimeFailure
 
 if TYPE_CHECKING:
     from boxkube.agent.podworker import PodWorker
@@ -237,41 +237,34 @@ class KubeletServer:
 
     async def exec(self, request: web.Request) -> web.StreamResponse:
         command = request.query.getall("command", [])
-        stdin, tty = _bool(request, "stdin"), _bool(request, "tty")
-        try:
-            if not command:
-                raise _Fail(400, "BadRequest", "you must specify at least 1 command")
-            worker, info = self._running(request)
-        except _Fail as e:
-            return status_error(e.code, e.reason, e.message)
-        ws = await self._upgrade(request)
-        if ws is None:
-            return status_error(400, "BadRequest", "Upgrade request required")
-        protocol = ws.ws_protocol or ""
-        log.debug("exec %s in %s over %s (offered: %s)", command, request.path, protocol or "no subprotocol",
-                  request.headers.get("Sec-WebSocket-Protocol", ""))
-        v4 = protocol in PROTOCOLS[:2]
-        try:
-            session = await worker.node.runtime.exec(info.id, command, stdin=stdin, tty=tty)
-        except (NotImplementedError, RuntimeFailure, OSError) as e:
-            await self._error(ws, v4, failure_status(f"error executing command in container: {e}"), str(e))
-            await ws.close()
-            return ws
-        try:
-            await _pump(ws, session, stdin, tty, until_client_leaves=False)
+        if not command:
+            return status_error(400, "BadRequest", "you must specify at least 1 command")
+        log.debug("exec %s in %s (offered: %s)", command, request.path, request.headers.get("Sec-WebSocket-Protocol", ""))
+
+        async def ended(session: ExecSession) -> tuple[Obj, str]:
             code = await session.exit_code()
-            await self._error(ws, v4, exec_status(command, code),
-                              "" if code == 0 else f"command terminated with non-zero exit code {code}")
-        except (ConnectionError, RuntimeFailure, OSError) as e:
-            log.debug("exec in %s: %s", request.path, e)
-        finally:
-            await session.close()
-            with contextlib.suppress(Exception):
-                await ws.close()
-        return ws
+            return exec_status(command, code), "" if code == 0 else f"command terminated with non-zero exit code {code}"
+
+        return await self._stream(
+            request, "executing command in",
+            lambda runtime, cid: runtime.exec(cid, command, stdin=_bool(request, "stdin"), tty=_bool(request, "tty")),
+            ended, until_client_leaves=False)
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
-        stdin = _bool(request, "stdin")
+        async def ended(session: ExecSession) -> tuple[Obj, str]:
+            return {"metadata": {}, "status": "Success"}, ""
+
+        return await self._stream(request, "attaching to",
+                                  lambda runtime, cid: runtime.attach(cid, stdin=_bool(request, "stdin")),
+                                  ended, until_client_leaves=True)
+
+    async def _stream(self, request: web.Request, what: str,
+                      start: Callable[[Runtime, str], Awaitable[ExecSession]],
+                      ended: Callable[[ExecSession], Awaitable[tuple[Obj, str]]],
+                      until_client_leaves: bool) -> web.StreamResponse:
+        """A websocket of the channel protocols relaying a running container's session (exec, attach): a
+        wrong request is refused with its Status before the upgrade; the session's end goes on the error
+        channel."""
         try:
             worker, info = self._running(request)
         except _Fail as e:
@@ -281,16 +274,17 @@ class KubeletServer:
             return status_error(400, "BadRequest", "Upgrade request required")
         v4 = (ws.ws_protocol or "") in PROTOCOLS[:2]
         try:
-            session: ExecSession = await worker.node.runtime.attach(info.id, stdin=stdin)
+            session = await start(worker.node.runtime, info.id)
         except (NotImplementedError, RuntimeFailure, OSError) as e:
-            await self._error(ws, v4, failure_status(f"error attaching to container: {e}"), str(e))
+            await self._error(ws, v4, failure_status(f"error {what} container: {e}"), str(e))
             await ws.close()
             return ws
         try:
-            await _pump(ws, session, stdin, _bool(request, "tty"), until_client_leaves=True)
-            await self._error(ws, v4, {"metadata": {}, "status": "Success"}, "")
+            await _pump(ws, session, _bool(request, "stdin"), _bool(request, "tty"),
+                        until_client_leaves=until_client_leaves)
+            await self._error(ws, v4, *await ended(session))
         except (ConnectionError, RuntimeFailure, OSError) as e:
-            log.debug("attach to %s: %s", request.path, e)
+            log.debug("%s %s: %s", what, request.path, e)
         finally:
             await session.close()
             with contextlib.suppress(Exception):
