@@ -1,6 +1,7 @@
 """On one small docker cluster of its own: a LoadBalancer Service answers from the host on the EXTERNAL-IP
-`kubectl get svc` shows (the nodes' addresses, as k3s's ServiceLB gives them), `boxkube node add` makes a
-worker that joins and serves it too, and `boxkube node remove` takes it away again, container and volume."""
+`kubectl get svc` shows (the nodes' addresses, as k3s's ServiceLB gives them), the worker's extra port mapping
+of the cluster config file reaches a NodePort from the host's 127.0.0.1, `boxkube node add` makes a worker
+that joins and serves it too, and `boxkube node remove` takes it away again, container and volume."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from tests.conftest import Cluster, made_cluster, until
 pytestmark = pytest.mark.docker
 
 WEB = "boxkube/hello:1"
+NODE_PORT = 30081
 MANIFESTS = f"""
 apiVersion: apps/v1
 kind: Deployment
@@ -35,14 +37,29 @@ spec:
   type: LoadBalancer
   selector: {{app: web}}
   ports: [{{port: 8081, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web-np}}
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080, nodePort: {NODE_PORT}}}]
+"""
+# The worker publishes its NodePort on a free port of the host's 127.0.0.1, as kind's extraPortMappings.
+CONFIG = f"""apiVersion: boxkube.dev/v1alpha1
+kind: Cluster
+nodes:
+  - role: worker
+    extraPortMappings: [{{containerPort: {NODE_PORT}, hostPort: 0}}]
 """
 
 
 @pytest.fixture(scope="module")
 def lb_cluster(docker_client, tmp_path_factory) -> Iterator[Cluster]:
     # --wait covers a node image rebuild too (the deadline counts from the start of create)
-    with made_cluster(tmp_path_factory.mktemp("lb-home"), "lb", "--nodes", "1", "--wait", "300",
-                      provider="docker") as c:
+    with made_cluster(tmp_path_factory.mktemp("lb-home"), "lb", "--wait", "300",
+                      provider="docker", config=CONFIG) as c:
         c.kubectl("apply", "-f", "-", input=MANIFESTS)
         c.kubectl("rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
         yield c
@@ -66,11 +83,11 @@ def external_ips(cluster: Cluster) -> list[str]:
     return [] if row[3] == "<pending>" else row[3].split(",")
 
 
-def answer(ip: str) -> str:
+def answer(ip: str, port: int = 8081) -> str:
     """The web app's answer through the load balancer; "" while nothing answers yet (the node's proxy
     writes its rules a moment after the Service's status shows the address)."""
     try:
-        with urllib.request.urlopen(f"http://{ip}:8081/", timeout=5) as r:
+        with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=5) as r:
             return r.read().decode().strip()
     except OSError:
         return ""
@@ -87,6 +104,14 @@ def test_a_load_balancer_service_answers_from_the_host_on_its_external_ip(lb_clu
     service = json.loads(lb_cluster.kubectl("get", "svc", "web", "-o", "json").stdout)
     assert service["status"]["loadBalancer"]["ingress"] == [{"ip": ip, "ipMode": "VIP"} for ip in ips]
     assert until(lambda: answer(ips[0]), what="an HTTP answer", timeout=30) in pod_names(lb_cluster)
+
+
+def test_an_extra_port_mapping_reaches_a_node_port_from_the_hosts_loopback(lb_cluster, docker_client):
+    worker = docker_client.containers.get(f"{lb_cluster.name}-worker")
+    [binding] = worker.attrs["NetworkSettings"]["Ports"][f"{NODE_PORT}/tcp"]
+    assert binding["HostIp"] == "127.0.0.1"
+    port = int(binding["HostPort"])
+    assert until(lambda: answer("127.0.0.1", port), what="an HTTP answer", timeout=30) in pod_names(lb_cluster)
 
 
 def test_node_add_joins_a_worker_that_serves_the_load_balancer_too(lb_cluster, docker_client):
