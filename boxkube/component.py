@@ -21,7 +21,7 @@ from boxkube.client import ApiError, ConfigError, TransportError
 from boxkube.client.leaderelection import (
     DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, LeaderElectionConfig, default_identity,
 )
-from boxkube.cluster.config import parse_duration
+from boxkube.api.times import parse_duration
 
 try:
     from uvloop import run as run_loop

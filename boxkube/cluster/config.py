@@ -24,7 +24,6 @@ back elsewhere, in well under a minute.
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -32,30 +31,12 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from boxkube.api.quantity import QuantityError, parse_quantity
+from boxkube.api.times import parse_duration
 from boxkube.apiserver.validation import is_label_value, is_qualified_name
 from boxkube.cluster.errors import ClusterError
 
 API_VERSION = "boxkube.dev/v1alpha1"
 KIND = "Cluster"
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration ("10s", "1m30s", "500ms") in seconds, as Kubernetes' config files write them."""
-    text = text.strip()
-    if text == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f'invalid duration "{text}" (use a number with a unit: 500ms, 10s, 2m, 1h30m)')
-    return total
 
 
 def _duration(value: str | int | float) -> float:

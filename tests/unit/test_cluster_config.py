@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from boxkube.cluster.config import ClusterConfig, parse_config, parse_duration
+from boxkube.api.times import parse_duration
+from boxkube.cluster.config import ClusterConfig, parse_config
 from boxkube.cluster.errors import ClusterError
 
 FULL = """

@@ -53,7 +53,7 @@ from typing import Any
 
 import boxkube
 from boxkube.agent.runtime.base import ContainerConfig, ContainerInfo, Runtime, RuntimeEvent, RuntimeFailure, Sandbox
-from boxkube.cluster.config import parse_duration
+from boxkube.api.times import parse_duration
 
 log = logging.getLogger(__name__)
 
