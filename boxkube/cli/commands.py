@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import boxkube
@@ -214,6 +215,67 @@ def load_image_command(args: argparse.Namespace, ctx: Context) -> int:
         if not any(i == image for _node, i in copied):
             progress.info(f'Image "{image}" is already on every node of cluster "{name}"; nothing to do.')
     return 0
+
+
+def conformance_command(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the conformance suite (boxkube/conformance) with pytest, in a child process of this Python.
+
+    A child rather than pytest.main() here: a test run imports the suite's modules and plugins and
+    changes process-wide state (sys.path, warnings, logging, signal handlers) that should not leak
+    into the CLI, the child sees exactly the environment of the command (KUBECONFIG included), and
+    Ctrl-C or a hung test stops only it. pytest prints the progress, the failures and the results
+    table (the suite's conftest makes it, the same as under a plain `pytest conformance/`).
+    """
+    from boxkube.conformance import SUITE_DIR
+
+    argv = [sys.executable, "-m", "pytest", str(SUITE_DIR), "-c", str(SUITE_DIR / "pytest.ini"),
+            "--rootdir", str(SUITE_DIR), "-q"]
+    if args.kubeconfig:
+        argv += ["--kubeconfig", str(_path(args.kubeconfig))]
+    if args.context:
+        argv += ["--context", args.context]
+    if args.focus:
+        argv += ["--conformance-focus", args.focus]
+    if args.junit_xml:
+        argv += ["--junit-xml", str(_path(args.junit_xml))]
+    if args.image_web:
+        argv += ["--conformance-image-web", args.image_web]
+    if args.image_tools:
+        argv += ["--conformance-image-tools", args.image_tools]
+    returncode = _run_child(argv, ctx)
+    if returncode == _PYTEST_NO_TESTS:
+        raise ClusterError(f'no conformance test matches --focus "{args.focus}"' if args.focus
+                           else "no conformance test was found")
+    return returncode
+
+
+_PYTEST_NO_TESTS = 5
+
+
+def _run_child(argv: list[str], ctx: Context) -> int:
+    """Run a child process with the command's environment and output streams; its exit code."""
+    env = dict(ctx.environ)
+    try:
+        ctx.stdout.fileno()
+        ctx.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        # Not real files (tests): collect the output and pass it on.
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        ctx.stdout.write(done.stdout)
+        ctx.stderr.write(done.stderr)
+        return _exit_code(done.returncode)
+    ctx.stdout.flush()
+    ctx.stderr.flush()
+    proc = subprocess.Popen(argv, env=env, stdout=ctx.stdout, stderr=ctx.stderr)
+    try:
+        returncode = proc.wait()
+    except KeyboardInterrupt:
+        try:
+            returncode = proc.wait(timeout=10)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            proc.kill()
+            returncode = proc.wait()
+    return _exit_code(returncode)
 
 
 def version_command(args: argparse.Namespace, ctx: Context) -> int:

@@ -168,6 +168,21 @@ def _kubectl_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _conformance_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", metavar="PATH",
+                        help="kubeconfig of the cluster to test, any Kubernetes cluster "
+                             "(default: $KUBECONFIG, else ~/.kube/config)")
+    parser.add_argument("--context", metavar="NAME", help="the kubeconfig's context to use (default: its current one)")
+    parser.add_argument("--focus", metavar="PATTERN",
+                        help="run only the tests whose name, area or upstream counterpart matches this "
+                             "regular expression (case-insensitive)")
+    parser.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML to FILE")
+    parser.add_argument("--image-web", metavar="IMAGE",
+                        help="image answering HTTP GET / on port 8080 with its pod's name (default: boxkube/hello:1)")
+    parser.add_argument("--image-tools", metavar="IMAGE",
+                        help="image with sh, wget, seq and timeout (default: boxkube/busybox:1)")
+
+
 @dataclass(frozen=True)
 class Command:
     words: tuple[str, ...]
@@ -236,6 +251,12 @@ COMMANDS: Sequence[Command] = (
         "Copy images from this machine's Docker engine into every node of a docker cluster",
         _load_image_flags,
         commands.load_image_command,
+    ),
+    Command(
+        ("conformance",),
+        "Run the conformance suite against a cluster (any kubeconfig) and print a table of the results",
+        _conformance_flags,
+        commands.conformance_command,
     ),
     Command(("version",), "Print the version of boxkube", _no_flags, commands.version_command),
 )

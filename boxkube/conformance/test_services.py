@@ -1,0 +1,171 @@
+"""Service routing: a Service's Endpoints and EndpointSlices follow its ready pods, and its ClusterIP
+sends requests to every ready pod and to no other."""
+from __future__ import annotations
+
+import pytest
+
+from boxkube.conformance.support import SUITE_LABEL, conformance, is_ready, poll, real_nodes, service, until, web_pod
+
+
+def _endpoints(core, namespace: str, name: str) -> dict[str, set]:
+    """The Endpoints object's addresses as {"ready": {(pod, ip, port)}, "notReady": {...}}; None if
+    it does not exist yet."""
+    from kubernetes.client.exceptions import ApiException
+    try:
+        ep = core.read_namespaced_endpoints(name, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    found: dict[str, set] = {"ready": set(), "notReady": set()}
+    for subset in ep.subsets or []:
+        ports = [p.port for p in subset.ports or []]
+        for key, addresses in (("ready", subset.addresses), ("notReady", subset.not_ready_addresses)):
+            for a in addresses or []:
+                for port in ports:
+                    found[key].add((a.target_ref.name if a.target_ref else None, a.ip, port))
+    return found
+
+
+def _slices(discovery, namespace: str, name: str) -> dict[str, set]:
+    """The Service's EndpointSlices' endpoints, as {"ready": {(pod, ip, port)}, "other": {...}}; None
+    if it has no slice yet."""
+    slices = discovery.list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={name}").items
+    if not slices:
+        return None
+    found: dict[str, set] = {"ready": set(), "other": set()}
+    for s in slices:
+        assert s.address_type in ("IPv4", "IPv6"), s.address_type
+        ports = [p.port for p in s.ports or []]
+        for e in s.endpoints or []:
+            ready = e.conditions is not None and e.conditions.ready
+            for ip in e.addresses:
+                for port in ports:
+                    found["ready" if ready else "other"].add((e.target_ref.name if e.target_ref else None, ip, port))
+    return found
+
+
+def _ready_pod(core, namespace: str, name: str, timeout: float = 120):
+    return poll(lambda: core.read_namespaced_pod(name, namespace), is_ready,
+                timeout=timeout, what=f"pod {name} Running and Ready")
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param("Endpoints", marks=conformance(
+        area="Service routing",
+        upstream="[sig-network] Services should serve a basic endpoint from pods [Conformance]")),
+    pytest.param("EndpointSlices", marks=conformance(
+        area="Service routing",
+        upstream="[sig-network] EndpointSlice should create Endpoints and EndpointSlices for Pods matching a "
+                 "Service [Conformance]")),
+])
+def test_endpoints_start_empty_track_pods_and_end_empty(kind, core, discovery, namespace, images):
+    port = images.web_port
+    core.create_namespaced_service(namespace, service("tracked", "tracked", port))
+    if kind == "Endpoints":
+        def read():
+            return _endpoints(core, namespace, "tracked")
+    else:
+        def read():
+            return _slices(discovery, namespace, "tracked")
+
+    def expect(pods: dict[str, str], what: str):
+        want = {(name, ip, port) for name, ip in pods.items()}
+
+        def check():
+            found = read()
+            return found if found is not None and found["ready"] == want and not (
+                kind == "EndpointSlices" and want == set() and found["other"]) else None
+        return until(check, timeout=90, what=f"{kind} of the Service: {what} ({sorted(want)})")
+
+    expect({}, "exists, with no endpoints")
+    ips: dict[str, str] = {}
+    for name in ("tracked-1", "tracked-2"):
+        core.create_namespaced_pod(namespace, web_pod(name, "tracked", images.web, port))
+        ips[name] = _ready_pod(core, namespace, name).status.pod_ip
+        expect(dict(ips), f"the ready pods {', '.join(ips)}")
+    # A pod that does not match the selector is never an endpoint.
+    stranger = web_pod("stranger", "someone-else", images.web, port)
+    core.create_namespaced_pod(namespace, stranger)
+    _ready_pod(core, namespace, "stranger")
+    expect(dict(ips), "still only the matching pods")
+
+    for name in ("tracked-1", "tracked-2"):
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=1)
+        del ips[name]
+        expect(dict(ips), f"{name} gone after its deletion")
+
+
+def _web_pods(core, namespace: str, app: str, images, count: int, **container) -> list[str]:
+    names = [f"{app}-{i}" for i in range(count)]
+    for name in names:
+        core.create_namespaced_pod(namespace, web_pod(name, app, images.web, images.web_port, **container))
+    return names
+
+
+def _requests_through(core, namespace: str, images, cluster_ip: str, count: int) -> list[str]:
+    """GET http://CLUSTER_IP/ `count` times from a client pod; the names that answered, one per request.
+    The client stays up after its requests, and its log is read while it runs. (`timeout 5 wget`
+    rather than `wget -T 5`: the busybox 1.35 of Debian's busybox-static crashes on -T.)"""
+    script = (f"for i in $(seq 1 {count}); do timeout 5 wget -q -O - http://{cluster_ip}/ || echo FAILED; done; "
+              "echo DONE; sleep 3600")
+    core.create_namespaced_pod(namespace, {
+        "metadata": {"name": "client", "labels": {SUITE_LABEL: "true"}},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "client", "image": images.tools, "imagePullPolicy": "IfNotPresent",
+                                 "command": ["sh", "-c", script]}]}})
+    poll(lambda: core.read_namespaced_pod("client", namespace), is_ready, timeout=120,
+         what="the client pod Running")
+    log = poll(lambda: core.read_namespaced_pod_log("client", namespace), lambda text: "DONE" in text.split(),
+               timeout=120, interval=1, what="the client pod's requests done")
+    return [line.strip() for line in log.splitlines() if line.strip() and line.strip() != "DONE"]
+
+
+@real_nodes
+@conformance(area="Service routing",
+             upstream="[sig-network] Services should be able to switch session affinity for service with type "
+                      "clusterIP [LinuxOnly] [Conformance]")
+def test_a_cluster_ip_spreads_requests_over_every_ready_endpoint(core, namespace, images):
+    # Upstream checks it as the "no session affinity" half of that test: requests reach many pods.
+    svc = core.create_namespaced_service(namespace, service("spread", "spread", images.web_port))
+    names = _web_pods(core, namespace, "spread", images, 3)
+    for name in names:
+        _ready_pod(core, namespace, name)
+    poll(lambda: _endpoints(core, namespace, "spread"), lambda e: bool(e) and len(e["ready"]) == 3,
+         timeout=60, what="3 ready endpoints")
+
+    answers = _requests_through(core, namespace, images, svc.spec.cluster_ip, 60)
+    assert len(answers) == 60 and "FAILED" not in answers, answers
+    assert set(answers) == set(names), f"answered by {sorted(set(answers))}, not by every ready pod {names}"
+
+
+@real_nodes
+@conformance(area="Service routing", upstream=None)
+def test_a_pod_that_is_not_ready_gets_no_traffic(core, namespace, images):
+    svc = core.create_namespaced_service(namespace, service("picky", "picky", images.web_port))
+    ready = _web_pods(core, namespace, "picky", images, 2)
+    # Its readiness probe asks a port nobody listens on: Running, never Ready.
+    unready = "picky-unready"
+    core.create_namespaced_pod(namespace, web_pod(unready, "picky", images.web, images.web_port, readinessProbe={
+        "tcpSocket": {"port": images.web_port + 1}, "periodSeconds": 1, "failureThreshold": 1}))
+    for name in ready:
+        _ready_pod(core, namespace, name)
+
+    def running_not_ready():
+        pod = core.read_namespaced_pod(unready, namespace)
+        statuses = pod.status.container_statuses or []
+        return pod if statuses and statuses[0].state.running and not is_ready(pod) else None
+    pod = until(running_not_ready, timeout=90, what=f"{unready} Running but not Ready")
+    assert not any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+    def endpoints_split():
+        e = _endpoints(core, namespace, "picky")
+        return e if e and {n for n, _, _ in e["ready"]} == set(ready) and \
+            {n for n, _, _ in e["notReady"]} == {unready} else None
+    until(endpoints_split, timeout=60, what=f"Endpoints: {ready} ready, {unready} in notReadyAddresses")
+
+    answers = _requests_through(core, namespace, images, svc.spec.cluster_ip, 40)
+    assert len(answers) == 40 and "FAILED" not in answers, answers
+    assert unready not in answers, f"the not-ready pod {unready} answered {answers.count(unready)} of 40 requests"
+    assert set(answers) == set(ready), f"answered by {sorted(set(answers))}, not by both ready pods {ready}"
