@@ -506,11 +506,13 @@ class PodWorker:
     # -- ending ---------------------------------------------------------------------
 
     async def _finish(self, pod: Obj) -> None:
-        """A terminal pod: stop what still runs (sidecars), give back the sandbox, report the end once."""
+        """A terminal pod: stop what still runs (sidecars), stop the sandbox (its IP given back), report the
+        end once. Its exited containers, their logs and its folder stay until the pod is deleted."""
         self.probes.stop()
         if not self.finished:
             await self._stop_all(pod, self._grace(pod), record=True)
-            await self._remove_sandbox()
+            if self.sandbox is not None:
+                await self.node.runtime.stop_sandbox(self.sandbox.id)
             self.finished = True
         self._publish(pod, self._status(pod, terminal=True))
 

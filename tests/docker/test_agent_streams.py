@@ -14,7 +14,7 @@ from boxkube.agent.config import NodeSettings
 from boxkube.agent.runtime.docker import LABEL_CONTAINER_NAME, LABEL_POD_UID
 from boxkube.agent.server import KubeletServer
 from boxkube.client import resource
-from tests.agent.conftest import FAST, NODES, PODS, give_pod_cidrs
+from tests.agent.conftest import FAST, NODES, PODS, eventually, give_pod_cidrs
 from tests.docker.test_docker_pods import pod_body, sh, statuses, until
 
 pytestmark = pytest.mark.docker
@@ -165,6 +165,23 @@ async def test_kubectl_logs(client, ns, node, images, cluster):
     assert r.returncode == 1 and "container nope is not valid for pod" in r.stderr
     r = await kubectl(cluster, "logs", "-n", ns, name, "-c", "app", "--previous")
     assert r.returncode == 1 and 'previous terminated container "app" in pod' in r.stderr
+
+
+async def test_a_finished_pod_keeps_its_logs_until_it_is_deleted(client, ns, node, images, cluster, docker_agents):
+    pod = await client.create(PODS, pod_body(node, [sh("job", images.busybox, "echo all done")]), ns)
+    name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+    await until(client, ns, name, lambda p: p["status"].get("phase") == "Succeeded")
+    r = await kubectl(cluster, "logs", "-n", ns, name)
+    assert r.returncode == 0 and r.stdout == "all done\n", r.stderr
+    # the sandbox is stopped (its IP given back), the exited container kept, as the kubelet does
+    kept = {c.labels["io.kubernetes.docker.type"]: c.status for c in docker_agents.containers(
+        node, **{LABEL_POD_UID: uid})}
+    assert kept == {"podsandbox": "exited", "container": "exited"}
+    await client.delete(PODS, name, ns)
+
+    async def removed():
+        return not docker_agents.containers(node, **{LABEL_POD_UID: uid})
+    await eventually(removed, timeout=10)
 
 
 async def test_kubectl_logs_follow_and_previous(client, ns, node, images, cluster):

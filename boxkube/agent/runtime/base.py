@@ -193,6 +193,11 @@ class Runtime(abc.ABC):
     async def remove_sandbox(self, sandbox_id: str) -> None:
         """Remove a sandbox whose containers are stopped, giving back its IP; no error if gone."""
 
+    async def stop_sandbox(self, sandbox_id: str) -> None:
+        """The sandbox of a pod that has ended: its IP given back, its exited containers (and their logs)
+        kept until the pod is deleted, as the kubelet keeps them. By default: removed with them."""
+        await self.remove_sandbox(sandbox_id)
+
     @abc.abstractmethod
     async def image_present(self, image: str) -> bool: ...
 

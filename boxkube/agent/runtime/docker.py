@@ -419,7 +419,8 @@ class DockerRuntime(Runtime):
             try:
                 await self.pod_bridge.set_range(cidr)
                 for sandbox in await self._list(TYPE_SANDBOX):
-                    self.pod_bridge.reserve((sandbox.get("Labels") or {}).get(LABEL_POD_IP, ""), sandbox["Id"])
+                    if sandbox.get("State") == "running":       # a stopped one gave its address back
+                        self.pod_bridge.reserve((sandbox.get("Labels") or {}).get(LABEL_POD_IP, ""), sandbox["Id"])
                 break
             except (CommandFailed, RuntimeFailure, OSError) as e:
                 log.warning("node %s: making the pod bridge on %s: %s; trying again in %.0fs", self.node_name,
@@ -525,6 +526,12 @@ class DockerRuntime(Runtime):
         return [{"Type": "bind", "Source": str(folder / name), "Target": target, "ReadOnly": False}
                 for name, target in ((POD_HOSTS_FILE, "/etc/hosts"), (POD_RESOLV_FILE, "/etc/resolv.conf"))
                 if not (pod.get("spec") or {}).get("hostNetwork") and (folder / name).exists()]
+
+    async def stop_sandbox(self, sandbox_id: str) -> None:
+        # The pause's end takes its network namespace, and so its end of the bridge, with it.
+        await self.stop_container(sandbox_id, 0)
+        if self.pod_bridge is not None:
+            self.pod_bridge.release(sandbox_id)
 
     async def remove_sandbox(self, sandbox_id: str) -> None:
         for c in await self._list(TYPE_CONTAINER, **{LABEL_SANDBOX_ID: sandbox_id}):
