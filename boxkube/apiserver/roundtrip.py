@@ -19,10 +19,12 @@ encoding/json prints it:
 protobuf_fields.json (see scripts/gen_protobuf_fields.py), for the built-in
 types that table describes. What the table does not describe is left as it is:
 kinds it lacks, unknown fields, apiVersion and kind, map values other than
-null, the inside of RawExtension and FieldsV1. Fields Go always prints but the
-object lacks are not added (a missing `containers` stays missing, where Go would
-print null). The registry runs it on every object a client writes, before
-defaulting, as upstream defaults the decoded struct.
+null, the inside of RawExtension and FieldsV1. A scalar Go always prints that the
+object lacks is added with its zero value (`nodeInfo.kubeProxyVersion: ""`,
+which the official Python client requires); other fields Go always prints are
+not added (a missing `containers` stays missing, where Go would print null).
+The registry runs it on every object a client writes, before defaulting, as
+upstream defaults the decoded struct.
 
 Only the fields an object has are visited; the per-message lookups are built
 once.
@@ -61,6 +63,8 @@ _ZERO_TIMES = ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z")     # time
 # A prepared field: (action, fields of its message (or of its items/values), zero value of it (or of its
 # items), the zero value's type). A fresh {} is made where a struct's zero value is needed.
 _Field = tuple[int, "dict[str, _Field] | None", Any, type]
+# The key, in a message's fields, of its scalars Go always prints: ((json name, zero value), ...).
+_ALWAYS = None
 
 
 def normalize(definition: str, obj: dict[str, Any]) -> None:
@@ -84,6 +88,8 @@ def _messages() -> dict[str, dict[str, _Field]]:
                 into[name] = _prepare(kind, flags, prepared)
     for definition, fields in prepared.items():
         fill(definition, fields)
+        fields[_ALWAYS] = tuple((name, zero) for name, (action, _, zero, _) in fields.items()  # type: ignore[index]
+                                if action == _KEEP)
     return prepared
 
 
@@ -150,6 +156,9 @@ def _walk(obj: dict[str, Any], fields: dict[str, _Field]) -> None:
     if drop is not None:
         for name in drop:
             del obj[name]
+    for name, zero in fields[_ALWAYS]:       # type: ignore[index]
+        if name not in obj:
+            obj[name] = zero
 
 
 def _items(items: list[Any], message: dict[str, _Field] | None, zero: Any) -> None:
