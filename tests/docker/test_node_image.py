@@ -123,6 +123,12 @@ def test_node_runs_its_entrypoint_and_its_inner_engine_runs_workloads(node: str)
     request = f"for i in $(seq 50); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {ip} 8080 && exit 0; sleep 0.1; done"
     answer = docker("exec", node, "docker", "run", "--rm", BUSYBOX_IMAGE, "sh", "-c", request)
     assert answer.startswith("HTTP/1.") and answer.endswith("\r\n\r\nweb-7f9c\n")
+    # it logs the request, and stops at once on SIGTERM (a pod's delete need not wait its grace period)
+    assert "GET / -> web-7f9c" in subprocess.run(["docker", "exec", node, "docker", "logs", "web"],
+                                                  capture_output=True, text=True, timeout=60).stderr
+    started = time.monotonic()
+    docker("exec", node, "docker", "stop", "-t", "20", "web")
+    assert time.monotonic() - started < 5
 
     # the pause container stops at once on SIGTERM, not after the grace period
     docker("exec", node, "docker", "run", "-d", "--name", "sandbox", PAUSE_IMAGE)
