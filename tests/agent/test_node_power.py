@@ -80,8 +80,10 @@ async def test_switched_off_node_goes_silent_and_comes_back_as_after_a_reboot(cl
 
     async with running(client, NodeLifecycleController, settings=LIFECYCLE):
         await switch(client, name, off=True)
-        await eventually(lambda: _is(agent.powered_off), timeout=5)
-        assert await agents.runtimes[name].list_containers() == []      # the containers went with the power
+
+        async def dark():           # powered_off is set as the switch-off begins; the containers go at its end
+            return agent.powered_off and await agents.runtimes[name].list_containers() == []
+        await eventually(dark, timeout=5)
         assert agent not in group.leases._members and not agent.workers
 
         # No Lease renewals any more (every 0.5 s while it was on), and so the node goes Unknown.
