@@ -108,29 +108,8 @@ def kubectl_command(args: argparse.Namespace, ctx: Context) -> int:
         kubectl_args = kubectl_args[1:]
     env = dict(ctx.environ)
     env["KUBECONFIG"] = str(cdir.kubeconfig_file)
-    argv = [str(kubectl_binary()), *kubectl_args]
-    try:
-        ctx.stdout.fileno()
-        ctx.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        # Not real files (tests): collect kubectl's output and pass it on.
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        ctx.stdout.write(done.stdout)
-        ctx.stderr.write(done.stderr)
-        return _exit_code(done.returncode)
-    ctx.stdout.flush()
-    ctx.stderr.flush()
-    proc = subprocess.Popen(argv, env=env, stdout=ctx.stdout, stderr=ctx.stderr)
-    try:
-        returncode = proc.wait()
-    except KeyboardInterrupt:
-        # kubectl got the same Ctrl-C; give it a moment to finish on its own.
-        try:
-            returncode = proc.wait(timeout=5)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            proc.kill()
-            returncode = proc.wait()
-    return _exit_code(returncode)
+    # kubectl gets the same Ctrl-C as we do: a moment to finish on its own
+    return _run_child([str(kubectl_binary()), *kubectl_args], ctx, env, grace=5.0)
 
 
 def _exit_code(returncode: int) -> int:
@@ -252,9 +231,10 @@ def conformance_command(args: argparse.Namespace, ctx: Context) -> int:
 _PYTEST_NO_TESTS = 5
 
 
-def _run_child(argv: list[str], ctx: Context) -> int:
-    """Run a child process with the command's environment and output streams; its exit code."""
-    env = dict(ctx.environ)
+def _run_child(argv: list[str], ctx: Context, env: dict[str, str] | None = None, grace: float = 10.0) -> int:
+    """Run a child process with the command's environment (or `env`) and output streams; its exit code.
+    On Ctrl-C (which the child gets too) it has `grace` seconds to end before it is killed."""
+    env = dict(ctx.environ) if env is None else env
     try:
         ctx.stdout.fileno()
         ctx.stderr.fileno()
@@ -271,7 +251,7 @@ def _run_child(argv: list[str], ctx: Context) -> int:
         returncode = proc.wait()
     except KeyboardInterrupt:
         try:
-            returncode = proc.wait(timeout=10)
+            returncode = proc.wait(timeout=grace)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             proc.kill()
             returncode = proc.wait()
