@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Cluster, made_cluster
+from tests.conftest import Cluster, made_cluster, until
 
 pytestmark = pytest.mark.docker
 
@@ -52,6 +52,23 @@ def test_a_deployment_runs_in_the_workers_engines(docker_cluster, docker_client)
         node = docker_client.containers.get(pod["spec"]["nodeName"])
         listed = node.exec_run(["docker", "ps", "--format", "{{.Names}}"]).output.decode()
         assert f"k8s_hello_{pod['metadata']['name']}_default_" in listed
+
+
+def test_a_container_killed_in_its_node_is_restarted(docker_cluster, docker_client):
+    docker_cluster.kubectl("run", "victim", "--image=boxkube/hello:1")
+    docker_cluster.kubectl("wait", "--for=condition=Ready", "pod/victim", "--timeout=90s", timeout=100)
+    pod = json.loads(docker_cluster.kubectl("get", "pod", "victim", "-o", "json").stdout)
+    node = docker_client.containers.get(pod["spec"]["nodeName"])
+    killed = node.exec_run(["sh", "-c", "docker kill $(docker ps -q --filter name=k8s_victim_victim_default_)"])
+    assert killed.exit_code == 0, killed.output
+
+    def restarted() -> dict | None:
+        status = json.loads(docker_cluster.kubectl("get", "pod", "victim", "-o", "json").stdout)["status"]
+        [container] = status["containerStatuses"]
+        return container if container["restartCount"] == 1 and "running" in container["state"] else None
+    container = until(restarted, timeout=60, interval=0.5, what="the container restarted")
+    assert container["lastState"]["terminated"]["exitCode"] == 137      # SIGKILL
+    docker_cluster.kubectl("delete", "pod", "victim", "--now")
 
 
 def test_load_image_copies_only_where_missing(docker_cluster, docker_client, images):
