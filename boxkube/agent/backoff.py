@@ -38,6 +38,11 @@ class Backoff:
             return False
         return self.clock() - event_time < entry.backoff
 
+    def last_update(self, key: Hashable) -> float:
+        """When the back-off of `key` last grew (0 when it has none)."""
+        entry = self._entries.get(key)
+        return entry.last_update if entry else 0.0
+
     def until(self, key: Hashable, event_time: float) -> float:
         """When the wait of a container that exited at `event_time` is over (epoch seconds)."""
         return event_time + self.get(key)

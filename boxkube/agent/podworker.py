@@ -66,7 +66,8 @@ _KUBELET_FIELDS = ("phase", "conditions", "message", "reason", "hostIP", "hostIP
                    "initContainerStatuses", "containerStatuses", "qosClass")
 # After a failure (API server away, runtime error) the pod is synced again after this, doubling up to the max.
 _RETRY, _RETRY_MAX = 0.5, 30.0
-# A missing image is looked for again this often (someone may `boxkube load image` it).
+# A missing image is looked for again this often (someone may `boxkube load image` it), whatever its
+# pull back-off says.
 _IMAGE_RETRY = 5.0
 # What upstream's kubelet shows for a container that was running and is gone (the runtime lost it, so
 # its real end is unknown): as the last state of the one that replaces it, or as the state of a pod that ends.
@@ -396,12 +397,9 @@ class PodWorker:
         runtime = self.node.runtime
         ref = f"{field}{{{name}}}"
         if not await runtime.image_present(image):
-            message = f'image "{image}" is not present on node {self.node.name}; run: boxkube load image {image}'
-            if self.waiting.get(name, ("",))[0] != "ErrImageNeverPull":
-                self._event(pod, "Warning", "ErrImageNeverPull", message, ref)
-            self.waiting[name] = ("ErrImageNeverPull", message)
-            self._wake_at(time.time() + _IMAGE_RETRY)
+            self._image_missing(pod, container, ref)
             return False
+        self.node.backoff.forget((self.uid, f"image {image}"))
         if runtime.records_image_events:
             self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', ref)
         assert self.sandbox is not None
@@ -443,6 +441,33 @@ class PodWorker:
                                                  self.node.settings.full_capacity())
         finally:
             self._volumes_at = time.monotonic()
+
+    def _image_missing(self, pod: Obj, container: Obj, ref: str) -> None:
+        """A container whose image its node lacks waits as upstream's kubelet shows it (EnsureImageExists):
+        ErrImageNeverPull with pull policy Never; else every pull fails (boxkube nodes reach no registry):
+        ErrImagePull, then ImagePullBackOff until the image back-off (10 s doubling to 300 s) is over. The
+        node is looked at again every few seconds all the same, so a `boxkube load image` is taken at once."""
+        name, image = container["name"], container.get("image", "")
+        why = f'image "{image}" is not present on node {self.node.name}; run: boxkube load image {image}'
+        now, backoff, key = time.time(), self.node.backoff, (self.uid, f"image {image}")
+        previous = self.waiting.get(name, ("",))[0]
+        if container.get("imagePullPolicy") == "Never":
+            if previous != "ErrImageNeverPull":
+                self._event(pod, "Warning", "ErrImageNeverPull",
+                            f'Container image "{image}" is not present with pull policy of Never', ref)
+            self.waiting[name] = ("ErrImageNeverPull", why)
+        elif backoff.in_backoff_since(key, backoff.last_update(key)):
+            if previous != "ImagePullBackOff":
+                self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', ref)
+                self._event(pod, "Warning", "Failed", "Error: ImagePullBackOff", ref)
+            self.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{image}": {why}')
+        else:
+            self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"', ref)
+            self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {why}', ref)
+            self._event(pod, "Warning", "Failed", "Error: ErrImagePull", ref)
+            self.waiting[name] = ("ErrImagePull", why)
+            backoff.next(key, now)
+        self._wake_at(now + _IMAGE_RETRY)
 
     async def _set_up_volumes(self, pod: Obj) -> bool:
         """Make the pod's volumes on the node; False (with a FailedMount event, and a sync later) when one can't be."""

@@ -312,14 +312,40 @@ async def test_missing_image_gives_a_clear_waiting_reason(client, ns, docker_age
     [node] = docker_agents.node_names()
     await docker_agents.start([node])
     image = f"boxkube-test/not-loaded:{uuid.uuid4().hex[:6]}"
-    pod = await client.create(PODS, pod_body(node, [{"name": "app", "image": image}]), ns)
+    why = f'image "{image}" is not present on node {node}; run: boxkube load image {image}'
+    pod = await client.create(PODS, pod_body(node, [{"name": "app", "image": image},
+                                                    {"name": "never", "image": image, "imagePullPolicy": "Never"}]),
+                              ns)
+    name = pod["metadata"]["name"]
 
-    def waiting(p):
-        return (statuses(p).get("app") or {}).get("state", {}).get("waiting", {}).get("reason") == "ErrImageNeverPull"
-    p = await until(client, ns, pod["metadata"]["name"], waiting)
-    assert statuses(p)["app"]["state"]["waiting"]["message"] == \
-        f'image "{image}" is not present on node {node}; run: boxkube load image {image}'
+    def waiting(container: str, reason: str):
+        def check(p):
+            return (statuses(p).get(container) or {}).get("state", {}).get("waiting", {}).get("reason") == reason
+        check.__name__ = f"{container} {reason}"
+        return check
+    # as upstream: every pull fails (no registry), ErrImagePull, then the pull backs off (10 s doubling):
+    # ImagePullBackOff; with pull policy Never: ErrImageNeverPull at once
+    p = await until(client, ns, name, waiting("app", "ImagePullBackOff"))
+    assert statuses(p)["app"]["state"]["waiting"]["message"] == f'Back-off pulling image "{image}": {why}'
     assert p["status"]["phase"] == "Pending"
+    p = await until(client, ns, name, waiting("never", "ErrImageNeverPull"))
+    assert statuses(p)["never"]["state"]["waiting"]["message"] == why
+    reasons = [(e["reason"], e["message"]) for e in (await client.list(EVENTS, ns))["items"]
+               if e["involvedObject"].get("name") == name]
+    for event in [("Pulling", f'Pulling image "{image}"'), ("Failed", f'Failed to pull image "{image}": {why}'),
+                  ("Failed", "Error: ErrImagePull"), ("BackOff", f'Back-off pulling image "{image}"'),
+                  ("Failed", "Error: ImagePullBackOff")]:
+        assert event in reasons, reasons
+    assert ("ErrImageNeverPull", f'Container image "{image}" is not present with pull policy of Never') in reasons
+
+    # the image arriving (`boxkube load image`) is seen within seconds, whatever the back-off
+    docker_agents.docker.images.get(images.busybox).tag(image)
+    try:
+        def started(p):
+            return "waiting" not in (statuses(p).get("app") or {}).get("state", {"waiting": {}})
+        await until(client, ns, name, started, timeout=10)
+    finally:
+        docker_agents.docker.images.remove(image)
 
 
 async def test_resources_security_context_and_oom_kills(client, ns, docker_agents, images):
