@@ -87,3 +87,29 @@ def test_restart_policy_always_onfailure_never_gives_the_right_restart_counts(co
     assert onfailure.last_state.terminated and onfailure.last_state.terminated.exit_code == 1, onfailure
     always = core.read_namespaced_pod("restart-always", namespace).status.container_statuses[0]
     assert always.last_state.terminated and always.last_state.terminated.exit_code == 0, always
+
+
+@real_nodes
+@conformance(area="Self-healing", upstream="[sig-node] Probing container should have monotonically increasing "
+                                           "restart count [NodeConformance] [Conformance]")
+def test_a_failing_liveness_probe_restarts_the_container_with_a_growing_restart_count(core, namespace, images):
+    # Healthy for its first 3 s, then its liveness probe fails: killed and started again, over and over.
+    core.create_namespaced_pod(namespace, {
+        "metadata": {"name": "liveness", "labels": {SUITE_LABEL: "true"}},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "app", "image": images.tools, "imagePullPolicy": "IfNotPresent",
+                                 "command": ["sh", "-c", "touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 600"],
+                                 "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]},
+                                                   "periodSeconds": 1, "failureThreshold": 1}}]}})
+    seen: list[int] = []
+
+    def restarted_twice():
+        statuses = core.read_namespaced_pod("liveness", namespace).status.container_statuses or []
+        count = statuses[0].restart_count if statuses else 0
+        assert not seen or count >= seen[-1], f"restartCount went down: {seen} then {count}"
+        seen.append(count)
+        return count >= 2
+    until(restarted_twice, timeout=120, interval=0.5, what="the container restarted twice by its liveness probe")
+    killings = [e for e in core.list_namespaced_event(namespace, field_selector="involvedObject.name=liveness").items
+                if e.reason == "Killing"]
+    assert killings and "failed liveness probe" in killings[0].message, [e.message for e in killings]
