@@ -104,21 +104,22 @@ def _web_pods(core, namespace: str, app: str, images, count: int, **container) -
     return names
 
 
-def _requests_through(core, namespace: str, images, cluster_ip: str, count: int) -> list[str]:
-    """GET http://CLUSTER_IP/ `count` times from a client pod; the names that answered, one per request.
-    The client stays up after its requests, and its log is read while it runs. (`timeout 5 wget`
-    rather than `wget -T 5`: the busybox 1.35 of Debian's busybox-static crashes on -T.)"""
-    script = (f"for i in $(seq 1 {count}); do timeout 5 wget -q -O - http://{cluster_ip}/ || echo FAILED; done; "
+def _requests_through(core, namespace: str, images, host: str, count: int, client: str = "client") -> list[str]:
+    """GET http://HOST/ (a ClusterIP or a DNS name) `count` times from a client pod; the names that
+    answered, one per request. The client stays up after its requests, and its log is read while it
+    runs. (`timeout 5 wget` rather than `wget -T 5`: the busybox 1.35 of Debian's busybox-static crashes
+    on -T.)"""
+    script = (f"for i in $(seq 1 {count}); do timeout 5 wget -q -O - http://{host}/ || echo FAILED; done; "
               "echo DONE; sleep 3600")
     core.create_namespaced_pod(namespace, {
-        "metadata": {"name": "client", "labels": {SUITE_LABEL: "true"}},
+        "metadata": {"name": client, "labels": {SUITE_LABEL: "true"}},
         "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
                  "containers": [{"name": "client", "image": images.tools, "imagePullPolicy": "IfNotPresent",
                                  "command": ["sh", "-c", script]}]}})
-    poll(lambda: core.read_namespaced_pod("client", namespace), is_ready, timeout=120,
-         what="the client pod Running")
-    log = poll(lambda: core.read_namespaced_pod_log("client", namespace), lambda text: "DONE" in text.split(),
-               timeout=120, interval=1, what="the client pod's requests done")
+    poll(lambda: core.read_namespaced_pod(client, namespace), is_ready, timeout=120,
+         what=f"the client pod {client} Running")
+    log = poll(lambda: core.read_namespaced_pod_log(client, namespace), lambda text: "DONE" in text.split(),
+               timeout=120, interval=1, what=f"the requests of the client pod {client} done")
     return [line.strip() for line in log.splitlines() if line.strip() and line.strip() != "DONE"]
 
 
@@ -169,3 +170,17 @@ def test_a_pod_that_is_not_ready_gets_no_traffic(core, namespace, images):
     assert len(answers) == 40 and "FAILED" not in answers, answers
     assert unready not in answers, f"the not-ready pod {unready} answered {answers.count(unready)} of 40 requests"
     assert set(answers) == set(ready), f"answered by {sorted(set(answers))}, not by both ready pods {ready}"
+
+
+@real_nodes
+@conformance(area="Service routing", upstream="[sig-network] DNS should provide DNS for services [Conformance]")
+def test_a_service_answers_on_its_dns_names_through_the_pods_search_path(core, namespace, images):
+    core.create_namespaced_service(namespace, service("named", "named", images.web_port))
+    [pod] = _web_pods(core, namespace, "named", images, 1)
+    _ready_pod(core, namespace, pod)
+    poll(lambda: _endpoints(core, namespace, "named"), lambda e: bool(e) and len(e["ready"]) == 1,
+         timeout=60, what="1 ready endpoint")
+    # the short name, and the name with its namespace, complete through the pod's DNS search path
+    for i, host in enumerate(("named", f"named.{namespace}", f"named.{namespace}.svc")):
+        answers = _requests_through(core, namespace, images, host, 3, client=f"client-{i}")
+        assert answers == [pod] * 3, f"http://{host}/ answered {answers}"

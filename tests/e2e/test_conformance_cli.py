@@ -16,6 +16,7 @@ from tests.conftest import Cluster, made_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_NODE_TESTS = ("test_restart_policy_always_onfailure_never_gives_the_right_restart_counts",
+                   "test_a_service_answers_on_its_dns_names_through_the_pods_search_path",
                    "test_a_failing_liveness_probe_restarts_the_container_with_a_growing_restart_count",
                    "test_a_cluster_ip_spreads_requests_over_every_ready_endpoint",
                    "test_a_pod_that_is_not_ready_gets_no_traffic")
