@@ -1,12 +1,31 @@
-"""The interface every provider (local, docker, ...) implements."""
+"""The interface every provider (local, docker, ...) implements, and what they share."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
-from boxkube.cluster.kubeconfig import Kubeconfig
+from boxkube.cluster.errors import ClusterError
+from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig
+from boxkube.cluster.pki import certificate_authority_data
 from boxkube.cluster.progress import Progress
 from boxkube.cluster.spec import ClusterSpec
+from boxkube.cluster.state import cluster_dir
+
+
+def saved_kubeconfig(home: Path, name: str) -> Kubeconfig:
+    """The kubeconfig of cluster `name` from what its state saved: the API server's address, the token
+    and the CA (a cluster without TLS has none)."""
+    state = cluster_dir(home, name).load()
+    if not state.server or not state.token:
+        raise ClusterError(f'cluster "{name}" has no API server yet (was its creation interrupted?)')
+    ca_data = None
+    if state.certificate_authority:
+        try:
+            ca_data = certificate_authority_data(Path(state.certificate_authority))
+        except OSError as e:
+            raise ClusterError(f"cannot read the CA certificate of cluster \"{name}\": {e.strerror or e}") from None
+    return build_kubeconfig(name, state.server, state.token, ca_data)
 
 
 class Provider(Protocol):

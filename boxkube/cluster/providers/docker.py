@@ -51,6 +51,7 @@ from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, dump_kubeco
 from boxkube.cluster.names import listed_nodes, next_free_names, worker_names, worker_prefix
 from boxkube.cluster.pki import certificate_authority_data
 from boxkube.cluster.progress import Progress
+from boxkube.cluster.providers.base import saved_kubeconfig
 from boxkube.cluster.providers.nodeapi import retire_node
 from boxkube.cluster.readiness import http_get, ready_node_names
 from boxkube.cluster.spec import ClusterSpec, format_seconds
@@ -328,11 +329,7 @@ class DockerProvider:
         return cluster_names(self.home, self.name)
 
     def kubeconfig(self, name: str) -> Kubeconfig:
-        state = cluster_dir(self.home, name).load()
-        if not state.server or not state.token or not state.certificate_authority:
-            raise ClusterError(f'cluster "{name}" has no API server yet (was its creation interrupted?)')
-        ca = certificate_authority_data(Path(state.certificate_authority))
-        return build_kubeconfig(name, state.server, state.token, ca)
+        return saved_kubeconfig(self.home, name)
 
     def nodes(self, name: str) -> list[str]:
         cluster_dir(self.home, name).load()     # a clear error for a cluster that does not exist

@@ -40,7 +40,7 @@ import boxkube
 from boxkube.cluster.config import ClusterConfig, Networking
 from boxkube.cluster.errors import ClusterError, NotSupportedError
 from boxkube.cluster.etcd import HOST, start_etcd, wait_for_etcd
-from boxkube.cluster.kubeconfig import Kubeconfig, build_kubeconfig, write_kubeconfig
+from boxkube.cluster.kubeconfig import Kubeconfig, write_kubeconfig
 from boxkube.cluster.names import (
     DEFAULT_CLUSTER_NAME,
     listed_nodes,
@@ -52,12 +52,12 @@ from boxkube.cluster.names import (
 )
 from boxkube.cluster.pki import (
     DEFAULT_HOSTS,
-    certificate_authority_data,
     generate_serving_certificates,
     serving_certificate_files,
 )
 from boxkube.cluster.process import free_port, is_running, start_detached, stop_process
 from boxkube.cluster.progress import Progress
+from boxkube.cluster.providers.base import saved_kubeconfig
 from boxkube.cluster.providers.nodeapi import cluster_api, retire_node
 from boxkube.cluster.readiness import log_details, ready_node_names, wait_until_ready
 from boxkube.cluster.spec import ClusterSpec, format_seconds
@@ -220,16 +220,7 @@ class LocalProvider:
         return cluster_names(self.home, self.name)
 
     def kubeconfig(self, name: str) -> Kubeconfig:
-        state = cluster_dir(self.home, name).load()
-        if not state.server or not state.token:
-            raise ClusterError(f'cluster "{name}" has no API server yet (was its creation interrupted?)')
-        ca_data = None
-        if state.certificate_authority:
-            try:
-                ca_data = certificate_authority_data(Path(state.certificate_authority))
-            except OSError as e:
-                raise ClusterError(f"cannot read the CA certificate of cluster \"{name}\": {e.strerror or e}") from None
-        return build_kubeconfig(name, state.server, state.token, ca_data)
+        return saved_kubeconfig(self.home, name)
 
     def nodes(self, name: str) -> list[str]:
         """The simulated nodes, named as the agent names them (NAME-worker, NAME-worker2, ...), in that order."""
