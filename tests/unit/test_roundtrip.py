@@ -80,3 +80,13 @@ def test_wrong_types_are_left_for_validation():
     pod = {"spec": {"hostNetwork": 0, "nodeName": 0, "priority": "0", "containers": {"a": 1}, "volumes": "",
                     "securityContext": []}}
     assert normalized(POD, pod) == pod
+
+
+def test_missing_scalars_go_always_prints_are_added_with_their_zero():
+    # the kubelet no longer fills nodeInfo.kubeProxyVersion; kube-apiserver still prints it ("", no omitempty)
+    info = {"machineID": "m", "kubeletVersion": "v1.37.0"}
+    node = normalized("io.k8s.api.core.v1.Node", {"status": {"nodeInfo": info}})
+    assert node["status"]["nodeInfo"]["kubeProxyVersion"] == ""
+    assert node["status"]["nodeInfo"]["machineID"] == "m"
+    # omitempty fields stay out, and nothing is added where the object has no such message
+    assert "hostname" not in normalized(POD, {"spec": {}})["spec"]
