@@ -9,7 +9,9 @@ the cluster has converged, then checks:
 
 - every ReplicaSet has exactly its desired count of live pods, and no pod outlives its owner;
 - while a Deployment rolls (watched throughout the step, not only at its end), available pods never drop
-  below `replicas - maxUnavailable` and live pods never exceed `replicas + maxSurge`;
+  below `replicas - maxUnavailable` and its ReplicaSets' desired replicas together never exceed
+  `replicas + maxSurge` (upstream's bound: for a moment, a pod its ReplicaSet is about to delete is still
+  live while the new ReplicaSet's pods are made);
 - a StatefulSet never has two pods of one ordinal, creates them in order (each once all lower ordinals
   are Running and Ready) and removes them from the highest ordinal down (OrderedReady);
 - a Service's Endpoints and EndpointSlices hold exactly the ready pods it selects;
@@ -264,51 +266,54 @@ async def endpoint_mismatches(client: ApiClient, ns: str, service: str, pods: li
     return problems
 
 
-# -- a watch on the pods of a namespace, checked at every event -----------------------------------------
+# -- a watch on the objects of a namespace, checked at every event -------------------------------------
 
-class PodWatch:
-    """Every pod of a namespace as one watch shows it; `on_event(kind, before, pod)` runs at each event
-    and returns a violation to record, if any. The watch runs on the world's loop during the whole example."""
+class Watch:
+    """Every object of one resource in a namespace as one watch shows it; `on_event(kind, before, obj)`
+    runs at each event and returns a violation to record, if any. The watch runs on the world's loop
+    during the whole example."""
 
-    def __init__(self, client: ApiClient, ns: str, on_event: Callable[[str, Obj | None, Obj], str | None]):
-        self.client, self.ns, self.on_event = client, ns, on_event
-        self.pods: dict[str, Obj] = {}
+    def __init__(self, client: ApiClient, resource: Any, ns: str,
+                 on_event: Callable[[str, Obj | None, Obj], str | None]):
+        self.client, self.resource, self.ns, self.on_event = client, resource, ns, on_event
+        self.items: dict[str, Obj] = {}
         self.violations: list[str] = []
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        listed = await self.client.list(PODS, self.ns)
-        self.pods = {name_of(p): p for p in listed["items"]}
+        listed = await self.client.list(self.resource, self.ns)
+        self.items = {name_of(o): o for o in listed["items"]}
         self.task = asyncio.create_task(self._run(listed["metadata"]["resourceVersion"]))
 
     async def _run(self, rv: str) -> None:
         try:
             while True:   # the server ends watches now and then: carry on from the last revision seen
-                async with self.client.watch(PODS, self.ns, resource_version=rv) as events:
-                    async for kind, pod in events:
-                        rv = pod["metadata"]["resourceVersion"]
+                async with self.client.watch(self.resource, self.ns, resource_version=rv) as events:
+                    async for kind, obj in events:
+                        rv = obj["metadata"]["resourceVersion"]
                         if kind == BOOKMARK:
                             continue
-                        before = self.pods.get(name_of(pod))
+                        before = self.items.get(name_of(obj))
                         if kind == DELETED:
-                            self.pods.pop(name_of(pod), None)
+                            self.items.pop(name_of(obj), None)
                         else:
-                            self.pods[name_of(pod)] = pod
-                        problem = self.on_event(kind, before, pod)
+                            self.items[name_of(obj)] = obj
+                        problem = self.on_event(kind, before, obj)
                         if problem and len(self.violations) < 3:   # the first ones tell the story
                             self.violations.append(problem)
         except asyncio.CancelledError:
             raise
         except Exception as e:   # a lost watch must fail the example, not pass it unwatched
-            self.violations.append(f"the pod watch broke: {e!r}")
+            self.violations.append(f"the watch broke: {e!r}")
 
     async def caught_up(self) -> None:
-        """Wait until the watch has seen the pods exactly as a list shows them now."""
+        """Wait until the watch has seen the objects exactly as a list shows them now."""
         async def same() -> bool:
-            listed = {name_of(p): p["metadata"]["resourceVersion"] for p in (await self.client.list(PODS, self.ns))["items"]}
-            return listed == {n: p["metadata"]["resourceVersion"] for n, p in self.pods.items()} or (
+            listed = {name_of(o): o["metadata"]["resourceVersion"]
+                      for o in (await self.client.list(self.resource, self.ns))["items"]}
+            return listed == {n: o["metadata"]["resourceVersion"] for n, o in self.items.items()} or (
                 self.task is not None and self.task.done())
-        await eventually(same, "the pod watch catching up with a list")
+        await eventually(same, "the watch catching up with a list")
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -407,7 +412,8 @@ class DeploymentMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.ns = f"deploy-{uuid.uuid4().hex[:8]}"
-        self.watch: PodWatch | None = None
+        self.watch: Watch | None = None
+        self.rs_watch: Watch | None = None
         # While a rolling update runs: the step, and the (least available, most live) pods it allows,
         # checked at every pod event.
         self.rolling_step = ""
@@ -430,8 +436,10 @@ class DeploymentMachine(RuleBasedStateMachine):
         await client.create(NAMESPACES, {"metadata": {"name": self.ns}})
         await client.create(SERVICES, {"metadata": {"name": "web"}, "spec": {
             "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 80}]}}, self.ns)
-        self.watch = PodWatch(client, self.ns, self._check_rolling)
+        self.watch = Watch(client, PODS, self.ns, self._check_available)
+        self.rs_watch = Watch(client, REPLICASETS, self.ns, self._check_surge)
         await self.watch.start()
+        await self.rs_watch.start()
         await client.create(DEPLOYMENTS, self._deployment(), self.ns)
 
     def _deployment(self) -> Obj:
@@ -443,8 +451,9 @@ class DeploymentMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         w = self.world
-        if self.watch is not None:
-            w.run(self.watch.stop())
+        for watch in (self.watch, self.rs_watch):
+            if watch is not None:
+                w.run(watch.stop())
         if self.extra_agent_killed:
             w.extra.start()
         for node in self.cordoned:
@@ -562,10 +571,11 @@ class DeploymentMachine(RuleBasedStateMachine):
         return sorted((p for p in pods if live(p)), key=name_of)
 
     def rolling(self, change: Callable[[], Awaitable[Any]], step: str) -> None:
-        """Make a template change with the rolling-update bounds checked at every pod event until it settles."""
+        """Make a template change with the rolling-update bounds checked at every pod and ReplicaSet event
+        until it settles."""
         w = self.world
         least, most = bounds(self.replicas, self.surge, self.unavailable)
-        available_now = sum(1 for p in self.watch.pods.values() if live(p) and is_ready(p))
+        available_now = sum(1 for p in self.watch.items.values() if live(p) and is_ready(p))
         # Pods that are unready already (a stuck rollout, a failed readiness) are not the update's doing.
         self.rolling_step, self.rolling_bounds = step, (min(least, available_now), most)
         try:
@@ -574,22 +584,29 @@ class DeploymentMachine(RuleBasedStateMachine):
         finally:
             self.rolling_bounds = None
 
-    def _check_rolling(self, kind: str, before: Obj | None, pod: Obj) -> str | None:
+    def _check_available(self, kind: str, before: Obj | None, pod: Obj) -> str | None:
         if self.rolling_bounds is None:
             return None
-        least, most = self.rolling_bounds
-        pods = [p for p in self.watch.pods.values() if live(p)]
-        available = sum(1 for p in pods if is_ready(p))
+        least = self.rolling_bounds[0]
+        available = sum(1 for p in self.watch.items.values() if live(p) and is_ready(p))
         if available < least:
             return f"{self.rolling_step}: at {kind} {name_of(pod)}, {available} pods available, fewer than {least}"
-        if len(pods) > most:
-            return f"{self.rolling_step}: at {kind} {name_of(pod)}, {len(pods)} live pods, more than {most}"
+        return None
+
+    def _check_surge(self, kind: str, before: Obj | None, rs: Obj) -> str | None:
+        if self.rolling_bounds is None:
+            return None
+        most = self.rolling_bounds[1]
+        desired = {name_of(r): r["spec"].get("replicas", 1) for r in self.rs_watch.items.values()}
+        if sum(desired.values()) > most:
+            return f"{self.rolling_step}: at {kind} {name_of(rs)}, ReplicaSets want {sorted(desired.items())}, more than {most}"
         return None
 
     def settle(self, step: str) -> None:
         w = self.world
         w.run(converge(self._look, step))
         w.run(self.watch.caught_up())
+        w.run(self.rs_watch.caught_up())
 
     async def _look(self) -> Verdict:
         client, v = self.world.client, Verdict()
@@ -651,7 +668,8 @@ class DeploymentMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_violation_while_rolling(self) -> None:
-        assert not self.watch.violations, "during a rolling update: " + "; ".join(self.watch.violations)
+        violations = self.watch.violations + self.rs_watch.violations
+        assert not violations, "during a rolling update: " + "; ".join(violations)
 
     @invariant()
     def no_node_overcommitted(self) -> None:
@@ -690,7 +708,7 @@ class StatefulSetMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.ns = f"sts-{uuid.uuid4().hex[:8]}"
-        self.watch: PodWatch | None = None
+        self.watch: Watch | None = None
         self.deleted_by_us: set[str] = set()     # uids of pods a step deleted, not the controller
 
     @initialize(replicas=st.integers(1, 3))
@@ -704,7 +722,7 @@ class StatefulSetMachine(RuleBasedStateMachine):
         await client.create(NAMESPACES, {"metadata": {"name": self.ns}})
         await client.create(SERVICES, {"metadata": {"name": "db"}, "spec": {
             "clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]}}, self.ns)
-        self.watch = PodWatch(client, self.ns, self._check_order)
+        self.watch = Watch(client, PODS, self.ns, self._check_order)
         await self.watch.start()
         await client.create(STATEFULSETS, {"metadata": {"name": "db"}, "spec": {
             "replicas": self.replicas, "serviceName": "db", "podManagementPolicy": "OrderedReady",
@@ -727,7 +745,7 @@ class StatefulSetMachine(RuleBasedStateMachine):
     @rule(ordinal=st.integers(0, 3))
     def delete_pod(self, ordinal: int) -> None:
         w = self.world
-        pod = self.watch.pods.get(f"db-{ordinal}")
+        pod = self.watch.items.get(f"db-{ordinal}")
         if pod is not None:
             self.deleted_by_us.add(pod["metadata"]["uid"])
             with contextlib.suppress(ApiError):
@@ -738,7 +756,7 @@ class StatefulSetMachine(RuleBasedStateMachine):
     def set_pod_readiness(self, ordinal: int, ready: bool) -> None:
         """A container fails (or passes again) its readiness: OrderedReady then holds up further changes."""
         w = self.world
-        if f"db-{ordinal}" in self.watch.pods:
+        if f"db-{ordinal}" in self.watch.items:
             with contextlib.suppress(ApiError):
                 w.run(w.client.patch(PODS, f"db-{ordinal}", {"metadata": {"annotations": {
                     SIM + "ready": None if ready else "false"}}}, self.ns))
@@ -775,7 +793,7 @@ class StatefulSetMachine(RuleBasedStateMachine):
         return v
 
     def _check_order(self, kind: str, before: Obj | None, pod: Obj) -> str | None:
-        others = [p for n, p in self.watch.pods.items() if n != name_of(pod)]
+        others = [p for n, p in self.watch.items.items() if n != name_of(pod)]
         mine = ordinal(pod)
         if before is None and kind != DELETED:
             if any(ordinal(p) == mine for p in others):
