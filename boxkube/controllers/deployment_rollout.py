@@ -107,7 +107,9 @@ def _cleanup_unhealthy(olds: list[Obj], sizes: dict[str, int], budget: int) -> l
         if done >= budget:
             break
         size, available = sizes[uid(rs)], status_count(rs, "availableReplicas")
-        if size == 0 or size == available:
+        # available > size: the status still counts pods of a scale-down not carried out yet; there is
+        # nothing unhealthy to remove (upstream refuses the "scale-down" to a larger size it would make)
+        if size == 0 or size <= available:
             continue
         down = min(budget - done, size - available)
         sizes[uid(rs)] = size - down

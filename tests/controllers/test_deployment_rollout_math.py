@@ -164,6 +164,19 @@ def test_old_replica_sets_lose_unavailable_pods_first():
     assert [s.replicas for s in plan] == [1]
 
 
+def test_an_old_replica_set_whose_status_lags_its_scale_down_is_never_scaled_back_up():
+    """Old ReplicaSet just scaled down from 3 to 1, its status still counting 3 available pods: no
+    unhealthy pods to clean up there (upstream refuses such a "scale down" to a larger size), so the plan
+    only takes it on down. (Found by the conformance suite's property test: the old ReplicaSet went back
+    up to 3 beside a full new one, 6 pods wanted for replicas 3 + maxSurge 2.)"""
+    d = deployment(replicas=3, surge=2, unavailable=0, image="v2")
+    old = replica_set(deployment(replicas=3, surge=2, unavailable=0, image="v1"), 1, revision=1)
+    old["status"].update(replicas=3, availableReplicas=3, readyReplicas=3)
+    new = replica_set(d, 3, revision=2)
+    plan = reconcile_old_replica_sets(d, [old, new], [old], new)
+    assert [(du.uid(s.rs), s.replicas) for s in plan] == [(du.uid(old), 0)]
+
+
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(replicas=st.integers(1, 12),
        surge=st.one_of(st.integers(0, 4), st.sampled_from(["0%", "25%", "50%", "100%"])),
@@ -177,7 +190,7 @@ def test_rolling_update_keeps_availability_and_surge_bounds(replicas, surge, una
     """Random interleavings of the Deployment controller, the ReplicaSet controller (which removes
     unready pods first, and pods it removes stop counting at once, as terminating pods do), pods
     becoming ready, and new templates (good or never ready): available pods never drop below
-    replicas - maxUnavailable, pods never exceed replicas + maxSurge."""
+    replicas - maxUnavailable, pods and the ReplicaSets' sizes never exceed replicas + maxSurge."""
     d = deployment(replicas=replicas, surge=surge, unavailable=unavailable)
     low, high = replicas - du.max_unavailable(d), replicas + du.max_surge(d)
     first = replica_set(d, replicas)
@@ -194,6 +207,8 @@ def test_rolling_update_keeps_availability_and_surge_bounds(replicas, surge, una
         total = sum(len(p) for p in pods.values())
         available = sum(sum(p) for p in pods.values())
         assert total <= high and available >= low, (total, available)
+        # upstream's own bound, on what the ReplicaSets are told to run
+        assert sum(du.replicas(rs) for rs in rss) <= high, [du.replicas(rs) for rs in rss]
 
     for version, step in enumerate(steps, start=2):
         if step.startswith("new-"):
