@@ -12,6 +12,9 @@ Under the cluster domain (cluster.local):
 - `_<port>._<proto>.<svc>.<ns>.svc`: SRV of a named port (target: the Service's
   name, or each endpoint's `<hostname>` name for a headless Service);
 - `<a-b-c-d>.<ns>.pod`: A of a-b-c-d (CoreDNS's "pods insecure");
+- `<ns>.svc`, `<ns>.pod`: names without records (NODATA) when the namespace
+  exists, NXDOMAIN when it does not (CoreDNS's namespaceExposed): what a
+  pod's search list asks for `hello.svc.cluster.local` is NXDOMAIN;
 - any other name under the domain: NXDOMAIN; an existing name asked for another
   type (AAAA of an IPv4 Service): NOERROR without answers (NODATA). Both carry
   the zone's SOA, so resolvers cache them as negative answers.
@@ -39,12 +42,19 @@ class Source(Protocol):
 
     def slices(self, namespace: str, name: str) -> Iterable[Obj]: ...
 
+    def namespace_exists(self, namespace: str) -> bool: ...
+
 
 class DictSource:
-    """A Source over plain lists (tests, and anything without informers)."""
+    """A Source over plain lists (tests, and anything without informers). Its namespaces are those
+    given, or else those of its services and slices."""
 
-    def __init__(self, services: Iterable[Obj] = (), slices: Iterable[Obj] = ()):
+    def __init__(self, services: Iterable[Obj] = (), slices: Iterable[Obj] = (),
+                 namespaces: Iterable[str] | None = None):
+        services, slices = list(services), list(slices)
         self._services = {(s["metadata"].get("namespace", ""), s["metadata"]["name"]): s for s in services}
+        self._namespaces = set(namespaces) if namespaces is not None else {
+            o["metadata"].get("namespace", "") for o in services + slices}
         self._slices: dict[tuple[str, str], list[Obj]] = {}
         for s in slices:
             owner = ((s.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
@@ -56,6 +66,9 @@ class DictSource:
 
     def slices(self, namespace: str, name: str) -> Iterable[Obj]:
         return self._slices.get((namespace, name), [])
+
+    def namespace_exists(self, namespace: str) -> bool:
+        return namespace in self._namespaces
 
 
 def _endpoints(source: Source, service: Obj) -> list[Obj]:
@@ -124,15 +137,19 @@ class ClusterRecords:
             return self._service_names(name, labels[:-1])
         if labels[-1:] == ["pod"] and len(labels) == 3:
             ip = labels[0].replace("-", ".")
-            record = _address_record(name, ip) if "." in ip else None
+            record = _address_record(name, ip) if "." in ip and self.source.namespace_exists(labels[1]) else None
             return [record] if record is not None else None
-        if labels in (["pod"], [labels[0], "pod"]):
+        if labels == ["pod"]:
             return []
+        if len(labels) == 2 and labels[1] == "pod":     # <ns>.pod.<domain>: exists when the namespace does
+            return [] if self.source.namespace_exists(labels[0]) else None
         return None
 
     def _service_names(self, name: DNSLabel, labels: list[str]) -> list[RR] | None:
-        if len(labels) <= 1:            # svc.<domain>, <ns>.svc.<domain>: names that exist, without records
+        if not labels:                  # svc.<domain>: a name that exists, without records
             return []
+        if len(labels) == 1:            # <ns>.svc.<domain>: the same when the namespace exists
+            return [] if self.source.namespace_exists(labels[0]) else None
         ns, svc = labels[-1], labels[-2]
         service = self.source.service(ns, svc)
         if service is None:

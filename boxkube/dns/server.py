@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 SERVICES, ENDPOINT_SLICES, ENDPOINTS = resource("services"), resource("endpointslices"), resource("endpoints")
+NAMESPACES = resource("namespaces")
 SLICE_INDEX = "service"
 UPSTREAM_TIMEOUT = 2.0
 MANAGED_BY = "boxkube-dns"
@@ -47,14 +48,17 @@ def _slice_service(slice_: Obj) -> list[str]:
 class InformerSource:
     """The records' Source over the server's informer caches."""
 
-    def __init__(self, services: Informer, slices: Informer):
-        self.services, self.slices_ = services, slices
+    def __init__(self, services: Informer, slices: Informer, namespaces: Informer):
+        self.services, self.slices_, self.namespaces = services, slices, namespaces
 
     def service(self, namespace: str, name: str) -> Obj | None:
         return self.services.store.get_object(name, namespace)
 
     def slices(self, namespace: str, name: str) -> Iterable[Obj]:
         return self.slices_.store.by_index(SLICE_INDEX, f"{namespace}/{name}")
+
+    def namespace_exists(self, namespace: str) -> bool:
+        return self.namespaces.store.get_object(namespace) is not None
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -243,20 +247,21 @@ async def serve(client: ApiClient, *, host: str, port: int, advertise: str, doma
                 upstreams: Sequence[str]) -> None:
     services = Informer(client, SERVICES)
     slices = Informer(client, ENDPOINT_SLICES, indexers={SLICE_INDEX: _slice_service})
-    services.start()
-    slices.start()
-    server = DnsServer(ClusterRecords(InformerSource(services, slices), domain), upstreams)
+    namespaces = Informer(client, NAMESPACES)
+    for informer in (services, slices, namespaces):
+        informer.start()
+    server = DnsServer(ClusterRecords(InformerSource(services, slices, namespaces), domain), upstreams)
     try:
-        await services.wait_for_sync(60)
-        await slices.wait_for_sync(60)
+        for informer in (services, slices, namespaces):
+            await informer.wait_for_sync(60)
         bound = await server.start(host, port)
         if advertise:
             await publish(client, advertise, bound)
         await asyncio.Event().wait()
     finally:
         await server.close()
-        await services.stop()
-        await slices.stop()
+        for informer in (services, slices, namespaces):
+            await informer.stop()
 
 
 __all__ = ["DnsServer", "InformerSource", "endpoint_objects", "publish", "serve"]

@@ -79,6 +79,19 @@ def test_missing_names_are_nxdomain_and_other_types_nodata_with_the_soa():
     assert ask("default.svc.cluster.local").header.rcode == RCODE.NOERROR
 
 
+def test_a_namespace_name_exists_only_when_the_namespace_does():
+    # what a pod's search list makes of `nslookup web`: web.svc.cluster.local names a namespace "web"
+    # (none here: NXDOMAIN, as CoreDNS answers), while data.svc / data.pod exist without records
+    for name in ("web.svc.cluster.local", "web.pod.cluster.local", "10-244-1-5.web.pod.cluster.local"):
+        assert ask(name).header.rcode == RCODE.NXDOMAIN, name
+    for name in ("data.svc.cluster.local", "data.pod.cluster.local", "svc.cluster.local", "pod.cluster.local"):
+        reply = ask(name)
+        assert reply.header.rcode == RCODE.NOERROR and not reply.rr, name
+    records = ClusterRecords(DictSource(namespaces=["empty"]))
+    assert records.answer(DNSRecord.question("empty.svc.cluster.local")).header.rcode == RCODE.NOERROR
+    assert records.answer(DNSRecord.question("other.svc.cluster.local")).header.rcode == RCODE.NXDOMAIN
+
+
 def test_pod_names_by_dashed_address():
     assert values(ask("10-244-1-5.data.pod.cluster.local")) == ["10.244.1.5"]
 
