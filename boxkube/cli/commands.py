@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -209,6 +210,21 @@ def conformance_command(args: argparse.Namespace, ctx: Context) -> int:
 
     argv = [sys.executable, "-m", "pytest", str(SUITE_DIR), "-c", str(SUITE_DIR / "pytest.ini"),
             "--rootdir", str(SUITE_DIR), "-q"]
+    node_stop, node_start = args.node_stop, args.node_start
+    if args.name:
+        if args.kubeconfig:
+            raise ClusterError("give --name (a boxkube cluster) or --kubeconfig (any cluster), not both")
+        name = validate_cluster_name(args.name)
+        cdir = cluster_dir(ctx.home, name)
+        cdir.load()         # a clear error for a cluster that does not exist
+        argv += ["--kubeconfig", str(cdir.kubeconfig_file)]
+        boxkube = f"{shlex.quote(sys.executable)} -m boxkube.cli node"
+        node_stop = node_stop or f"{boxkube} stop {{node}} --name {name}"
+        node_start = node_start or f"{boxkube} start {{node}} --name {name}"
+    if bool(node_stop) != bool(node_start):
+        raise ClusterError("give both --node-stop and --node-start, or neither")
+    if node_stop:
+        argv += ["--conformance-node-stop", node_stop, "--conformance-node-start", node_start]
     if args.kubeconfig:
         argv += ["--kubeconfig", str(_path(args.kubeconfig))]
     if args.context:
@@ -221,6 +237,8 @@ def conformance_command(args: argparse.Namespace, ctx: Context) -> int:
         argv += ["--conformance-image-web", args.image_web]
     if args.image_tools:
         argv += ["--conformance-image-tools", args.image_tools]
+    if args.examples:
+        argv += ["--conformance-examples", str(args.examples)]
     returncode = _run_child(argv, ctx)
     if returncode == _PYTEST_NO_TESTS:
         raise ClusterError(f'no conformance test matches --focus "{args.focus}"' if args.focus

@@ -169,6 +169,9 @@ def _kubectl_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _conformance_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", metavar="NAME",
+                        help="test boxkube cluster NAME: its kubeconfig, and its nodes stopped and started with "
+                             "`boxkube node stop/start` for the lost-node test")
     parser.add_argument("--kubeconfig", metavar="PATH",
                         help="kubeconfig of the cluster to test, any Kubernetes cluster "
                              "(default: $KUBECONFIG, else ~/.kube/config)")
@@ -181,6 +184,12 @@ def _conformance_flags(parser: argparse.ArgumentParser) -> None:
                         help="image answering HTTP GET / on port 8080 with its pod's name (default: boxkube/hello:1)")
     parser.add_argument("--image-tools", metavar="IMAGE",
                         help="image with sh, wget, seq and timeout (default: boxkube/busybox:1)")
+    parser.add_argument("--examples", metavar="N", type=_positive_int,
+                        help="random step sequences of the property-based test (default: 2; more finds more)")
+    parser.add_argument("--node-stop", metavar="COMMAND",
+                        help="shell command stopping node {node} as a power loss would, for the lost-node test "
+                             "(without it, or --name, that test is skipped)")
+    parser.add_argument("--node-start", metavar="COMMAND", help="shell command starting node {node} again")
 
 
 @dataclass(frozen=True)

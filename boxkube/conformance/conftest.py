@@ -7,6 +7,8 @@ a fresh namespace per test, the gate of tests that need real containers, and the
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +39,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"the port the web image listens on (default: {DEFAULT_WEB_PORT})")
     group.addoption("--conformance-image-tools", metavar="IMAGE", default=DEFAULT_TOOLS_IMAGE,
                     help=f"an image with sh, wget, seq and timeout (default: {DEFAULT_TOOLS_IMAGE})")
+    group.addoption("--conformance-examples", metavar="N", type=int, default=2,
+                    help="random step sequences the property-based test runs (default: 2)")
+    group.addoption("--conformance-steps", metavar="N", type=int, default=5,
+                    help="steps in each of those sequences (default: 5)")
+    group.addoption("--conformance-node-stop", metavar="COMMAND", default=None,
+                    help="a shell command that stops node {node} as a power loss would (e.g. "
+                         "'boxkube node stop {node} --name NAME'); without it the lost-node test is skipped")
+    group.addoption("--conformance-node-start", metavar="COMMAND", default=None,
+                    help="the shell command that starts node {node} again")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -150,6 +161,35 @@ def namespace(core, request: pytest.FixtureRequest) -> Iterator[str]:
     name = _make_namespace(core, f"conf-{stem}")
     yield name
     _delete_namespace(core, name)
+
+
+class NodePower:
+    """Stops and starts a node with the shell commands the run was given (`{node}` in them is the
+    node's name): the suite itself speaks only to the API, which cannot switch a machine off."""
+
+    def __init__(self, stop: str, start: str):
+        self.commands = {"stop": stop, "start": start}
+
+    def _run(self, what: str, node: str) -> None:
+        command = self.commands[what].replace("{node}", shlex.quote(node))
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise AssertionError(f"`{command}` exited {done.returncode}: {(done.stderr or done.stdout).strip()}")
+
+    def stop(self, node: str) -> None:
+        self._run("stop", node)
+
+    def start(self, node: str) -> None:
+        self._run("start", node)
+
+
+@pytest.fixture(scope="session")
+def node_power(pytestconfig: pytest.Config) -> NodePower:
+    stop, start = pytestconfig.getoption("conformance_node_stop"), pytestconfig.getoption("conformance_node_start")
+    if not (stop and start):
+        pytest.skip("the cluster does not let the suite stop a node: give --conformance-node-stop and "
+                    "--conformance-node-start (`boxkube conformance --name CLUSTER` sets them for a boxkube cluster)")
+    return NodePower(stop, start)
 
 
 # ---------------------------------------------------------------------------------------------

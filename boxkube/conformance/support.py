@@ -14,7 +14,8 @@ import pytest
 
 T = TypeVar("T")
 
-AREAS = ("API", "Self-healing", "Service routing")
+AREAS = ("API", "Self-healing", "Rollouts", "Service routing", "StatefulSets", "Garbage collection",
+         "Properties")
 
 # The label every object the suite makes carries (and its namespaces), to find leftovers by.
 SUITE_LABEL = "conformance.boxkube.dev/suite"
@@ -38,16 +39,18 @@ real_nodes = pytest.mark.real_nodes
 
 
 def until(check: Callable[[], T], *, timeout: float = 60.0, what: str = "condition",
-          interval: float = 0.5) -> T:
-    """Call `check()` until it returns something truthy and return that; fail naming `what` and the
-    last value seen (or the last error) when `timeout` seconds pass first."""
-    deadline, last = time.monotonic() + timeout, None
+          interval: float = 0.5, ok: Callable[[T], Any] = bool) -> T:
+    """Call `check()` until `ok` of its value is true (by default: the value is truthy) and return that
+    value; fail naming `what` and the last value seen when `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
     while True:
         last = check()
-        if last:
+        if ok(last):
             return last
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not reached within {timeout:g} s (last seen: {last!r})")
+            seen = repr(last)
+            seen = seen if len(seen) <= 500 else seen[:500] + " ..."
+            raise AssertionError(f"{what}: not reached within {timeout:g} s (last seen: {seen})")
         time.sleep(interval)
 
 
@@ -172,7 +175,4 @@ def retry_on_conflict(attempt: Callable[[], T], *, timeout: float = 30.0) -> T:
 
 def poll(read: Callable[[], T], ok: Callable[[T], bool], **kwargs: Any) -> T:
     """`until` for the common case: call `read()` until `ok(value)`, and return that value."""
-    def check() -> T | None:
-        value = read()
-        return value if ok(value) else None
-    return until(check, **kwargs)
+    return until(read, ok=ok, **kwargs)

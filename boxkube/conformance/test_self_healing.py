@@ -2,6 +2,8 @@
 restartPolicy says."""
 from __future__ import annotations
 
+import pytest
+
 from boxkube.conformance.support import (SUITE_LABEL, conformance, is_ready, live, poll, real_nodes, replicaset,
                                          until)
 
@@ -113,3 +115,57 @@ def test_a_failing_liveness_probe_restarts_the_container_with_a_growing_restart_
     killings = [e for e in core.list_namespaced_event(namespace, field_selector="involvedObject.name=liveness").items
                 if e.reason == "Killing"]
     assert killings and "failed liveness probe" in killings[0].message, [e.message for e in killings]
+
+
+# How long a lost node's pods may take to come back elsewhere: upstream's defaults are a 40 s node
+# grace period and a 300 s eviction (taint tolerations); boxkube's are 10 s and 20 s.
+LOST_NODE_TIMEOUT = 420.0
+
+
+def _node_ready(node) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+def _schedulable(node) -> bool:
+    return (_node_ready(node) and not node.spec.unschedulable
+            and not any(t.effect in ("NoSchedule", "NoExecute") for t in node.spec.taints or []))
+
+
+@conformance(area="Self-healing", upstream=None)
+def test_the_pods_of_a_lost_node_are_made_again_on_the_other_nodes(core, apps, namespace, images, node_power):
+    """A node stops as if it lost power (the run's --conformance-node-stop command): it turns NotReady,
+    and the ReplicaSet's pods that ran on it are made again on the other nodes; started again, it is
+    Ready again. (Upstream checks this in its disruptive, not its conformance, tests.)"""
+    nodes = [n.metadata.name for n in core.list_node().items if _schedulable(n)]
+    if len(nodes) < 2:
+        pytest.skip(f"needs two schedulable Ready nodes, the cluster has {len(nodes)}")
+    replicas = 2 * len(nodes)
+    apps.create_namespaced_replica_set(namespace, replicaset("survivor", "survivor", images.web, images.web_port,
+                                                             replicas))
+
+    def ready_pods():
+        return [p for p in live(core.list_namespaced_pod(namespace, label_selector="app=survivor").items)
+                if is_ready(p)]
+    before = poll(ready_pods, lambda p: len(p) == replicas, timeout=120, what=f"{replicas} ready pods")
+    by_node: dict[str, list[str]] = {}
+    for p in before:
+        by_node.setdefault(p.spec.node_name, []).append(p.metadata.uid)
+    victim = max(by_node, key=lambda n: len(by_node[n]))
+
+    node_power.stop(victim)
+    try:
+        until(lambda: not _node_ready(core.read_node(victim)), timeout=120,
+              what=f"node {victim} NotReady after it stopped")
+
+        def elsewhere():
+            pods = ready_pods()
+            return pods if len(pods) == replicas and all(p.spec.node_name != victim for p in pods) else None
+        after = until(elsewhere, timeout=LOST_NODE_TIMEOUT,
+                      what=f"{replicas} ready pods again, none of them on the lost node {victim}")
+        lost = set(by_node[victim])
+        assert not lost & {p.metadata.uid for p in after}, "the lost node's pods were replaced by new ones"
+        kept = {uid for node, uids in by_node.items() if node != victim for uid in uids}
+        assert kept <= {p.metadata.uid for p in after}, "the pods on the other nodes were left alone"
+    finally:
+        node_power.start(victim)
+    until(lambda: _node_ready(core.read_node(victim)), timeout=120, what=f"node {victim} Ready again once started")

@@ -1,10 +1,12 @@
-"""Service routing: a Service's Endpoints and EndpointSlices follow its ready pods, and its ClusterIP
-sends requests to every ready pod and to no other."""
+"""Service routing: a Service's Endpoints and EndpointSlices follow its ready pods, its ClusterIP
+sends requests to every ready pod and to no other, a NodePort answers on every node, and cluster DNS
+names Services and the pods of StatefulSets."""
 from __future__ import annotations
 
 import pytest
 
-from boxkube.conformance.support import SUITE_LABEL, conformance, is_ready, poll, real_nodes, service, until, web_pod
+from boxkube.conformance.support import (SUITE_LABEL, conformance, is_ready, poll, pod_template, real_nodes, service,
+                                         until, web_pod)
 
 
 def _endpoints(core, namespace: str, name: str) -> dict[str, set]:
@@ -104,23 +106,27 @@ def _web_pods(core, namespace: str, app: str, images, count: int, **container) -
     return names
 
 
-def _requests_through(core, namespace: str, images, host: str, count: int, client: str = "client") -> list[str]:
-    """GET http://HOST/ (a ClusterIP or a DNS name) `count` times from a client pod; the names that
-    answered, one per request. The client stays up after its requests, and its log is read while it
-    runs. (`timeout 5 wget` rather than `wget -T 5`: the busybox 1.35 of Debian's busybox-static crashes
-    on -T.)"""
-    script = (f"for i in $(seq 1 {count}); do timeout 5 wget -q -O - http://{host}/ || echo FAILED; done; "
-              "echo DONE; sleep 3600")
+def _client_log(core, namespace: str, images, script: str, client: str = "client") -> list[str]:
+    """Run `script` (sh) in a client pod of the tools image and return the lines it printed: it ends
+    them with a line DONE, then sleeps, so the pod stays up while its log is read."""
     core.create_namespaced_pod(namespace, {
         "metadata": {"name": client, "labels": {SUITE_LABEL: "true"}},
         "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
                  "containers": [{"name": "client", "image": images.tools, "imagePullPolicy": "IfNotPresent",
-                                 "command": ["sh", "-c", script]}]}})
+                                 "command": ["sh", "-c", f"{script}; echo DONE; sleep 3600"]}]}})
     poll(lambda: core.read_namespaced_pod(client, namespace), is_ready, timeout=120,
          what=f"the client pod {client} Running")
     log = poll(lambda: core.read_namespaced_pod_log(client, namespace), lambda text: "DONE" in text.split(),
                timeout=120, interval=1, what=f"the requests of the client pod {client} done")
     return [line.strip() for line in log.splitlines() if line.strip() and line.strip() != "DONE"]
+
+
+def _requests_through(core, namespace: str, images, host: str, count: int, client: str = "client") -> list[str]:
+    """GET http://HOST/ (a ClusterIP or a DNS name) `count` times from a client pod; the names that
+    answered, one per request. (`timeout 5 wget` rather than `wget -T 5`: the busybox 1.35 of Debian's
+    busybox-static crashes on -T.)"""
+    script = f"for i in $(seq 1 {count}); do timeout 5 wget -q -O - http://{host}/ || echo FAILED; done"
+    return _client_log(core, namespace, images, script, client)
 
 
 @real_nodes
@@ -184,3 +190,87 @@ def test_a_service_answers_on_its_dns_names_through_the_pods_search_path(core, n
     for i, host in enumerate(("named", f"named.{namespace}", f"named.{namespace}.svc")):
         answers = _requests_through(core, namespace, images, host, 3, client=f"client-{i}")
         assert answers == [pod] * 3, f"http://{host}/ answered {answers}"
+
+
+@real_nodes
+@conformance(area="Service routing",
+             upstream="[sig-network] Services should be able to create a functioning NodePort service [Conformance]")
+def test_a_node_port_service_answers_on_every_nodes_internal_ip(core, namespace, images):
+    body = service("exposed", "exposed", images.web_port)
+    body["spec"]["type"] = "NodePort"
+    svc = core.create_namespaced_service(namespace, body)
+    node_port = svc.spec.ports[0].node_port
+    assert node_port, f"no nodePort allocated: {svc.spec.ports}"
+    names = _web_pods(core, namespace, "exposed", images, 2)
+    for name in names:
+        _ready_pod(core, namespace, name)
+    poll(lambda: _endpoints(core, namespace, "exposed"), lambda e: bool(e) and len(e["ready"]) == 2,
+         timeout=60, what="2 ready endpoints")
+    ips = {}
+    for node in core.list_node().items:
+        internal = [a.address for a in node.status.addresses or [] if a.type == "InternalIP"]
+        assert internal, f"node {node.metadata.name} has no InternalIP: {node.status.addresses}"
+        ips[node.metadata.name] = internal[0]
+
+    count = 12
+    script = "; ".join(f"for i in $(seq 1 {count}); do echo {ip} $(timeout 5 wget -q -O - http://{ip}:{node_port}/ "
+                       f"|| echo FAILED); done" for ip in ips.values())
+    answers: dict[str, list[str]] = {ip: [] for ip in ips.values()}
+    for line in _client_log(core, namespace, images, script):
+        ip, _, answer = line.partition(" ")
+        answers.setdefault(ip, []).append(answer.strip())
+    for node, ip in ips.items():
+        assert len(answers[ip]) == count and set(answers[ip]) <= set(names), \
+            f"node {node}: http://{ip}:{node_port}/ answered {answers[ip]}, not only {names}"
+    everyone = {a for said in answers.values() for a in said}
+    assert everyone == set(names), f"the NodePort was answered by {sorted(everyone)}, not by every pod {names}"
+
+
+@real_nodes
+@conformance(area="Service routing", upstream="[sig-network] DNS should provide DNS for pods for Hostname [Conformance]")
+def test_a_statefulset_pods_dns_name_resolves_to_its_ip(core, apps, namespace, images):
+    # A StatefulSet's pods get hostname = their name and subdomain = its headless governing Service:
+    # <pod>.<service>.<namespace>.svc.cluster.local is an A record of the pod's IP.
+    core.create_namespaced_service(namespace, {
+        "metadata": {"name": "members", "labels": {SUITE_LABEL: "true"}},
+        "spec": {"clusterIP": "None", "selector": {"app": "member"},
+                 "ports": [{"name": "http", "port": 80, "targetPort": images.web_port, "protocol": "TCP"}]}})
+    apps.create_namespaced_stateful_set(namespace, {
+        "metadata": {"name": "member", "labels": {SUITE_LABEL: "true"}},
+        "spec": {"replicas": 2, "serviceName": "members", "selector": {"matchLabels": {"app": "member"}},
+                 "template": pod_template("member", images.web, images.web_port)}})
+
+    def both_ready():
+        found = {p.metadata.name: p for p in core.list_namespaced_pod(namespace, label_selector="app=member").items
+                 if is_ready(p)}
+        return found if set(found) == {"member-0", "member-1"} else None
+    pods = until(both_ready, timeout=180, what="the StatefulSet's pods member-0 and member-1 Running and Ready")
+    want = {name: pod.status.pod_ip for name, pod in pods.items()}
+
+    def endpoints_named():
+        ep = core.read_namespaced_endpoints("members", namespace)
+        return {a.hostname: a.ip for s in ep.subsets or [] for a in s.addresses or []} == want
+    until(endpoints_named, timeout=60, what=f"the headless Service's endpoints named by hostname: {want}")
+
+    fqdn = {name: f"{name}.members.{namespace}.svc.cluster.local" for name in pods}
+    script = "; ".join(
+        f"for i in $(seq 1 20); do nslookup {host} > /tmp/{name} 2>&1; grep -q '^Name:' /tmp/{name} && break; "
+        f"sleep 1; done; echo '== {name}'; cat /tmp/{name}; "
+        f"echo \"HTTP $(timeout 5 wget -q -O - http://{host}:{images.web_port}/ || echo FAILED)\""
+        for name, host in fqdn.items())
+    log = _client_log(core, namespace, images, script)
+    sections: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in log:
+        if line.startswith("== "):
+            current = sections.setdefault(line[3:], [])
+        else:
+            current.append(line)
+    for name, lines in sections.items():
+        # busybox nslookup: the server's lines, then "Name: <name>" and "Address: <ip>" per answer
+        answered = [i for i, line in enumerate(lines) if line.startswith("Name:")]
+        addresses = {line.split()[-1] for line in lines[answered[0]:] if line.startswith("Address")} \
+            if answered else set()
+        assert addresses == {want[name]}, f"{fqdn[name]} resolved to {sorted(addresses)}, not {want[name]}: {lines}"
+        assert f"HTTP {name}" in lines, f"http://{fqdn[name]}:{images.web_port}/ was not answered by {name}: {lines}"
+    assert set(sections) == set(pods), log

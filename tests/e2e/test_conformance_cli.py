@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from boxkube.conformance.support import AREAS
+
 from tests.conftest import Cluster, made_cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,7 +21,9 @@ REAL_NODE_TESTS = ("test_restart_policy_always_onfailure_never_gives_the_right_r
                    "test_a_service_answers_on_its_dns_names_through_the_pods_search_path",
                    "test_a_failing_liveness_probe_restarts_the_container_with_a_growing_restart_count",
                    "test_a_cluster_ip_spreads_requests_over_every_ready_endpoint",
-                   "test_a_pod_that_is_not_ready_gets_no_traffic")
+                   "test_a_pod_that_is_not_ready_gets_no_traffic",
+                   "test_a_node_port_service_answers_on_every_nodes_internal_ip",
+                   "test_a_statefulset_pods_dns_name_resolves_to_its_ip")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,7 @@ def local_cluster(tmp_path_factory) -> Iterator[Cluster]:
 
 def conformance(cluster: Cluster, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "boxkube.cli", "conformance", *args],
-                          capture_output=True, text=True, env=cluster.env, timeout=300)
+                          capture_output=True, text=True, env=cluster.env, timeout=600)
 
 
 def table(stdout: str) -> dict[str, list[str]]:
@@ -46,9 +50,11 @@ def table(stdout: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_the_api_area_passes_and_real_node_tests_skip_with_a_reason(local_cluster, tmp_path):
+@pytest.mark.timeout(660)    # the whole suite: about 4 minutes on simulated nodes
+def test_every_area_passes_and_real_node_tests_skip_with_a_reason(local_cluster, tmp_path):
     junit = tmp_path / "results.xml"
-    run = conformance(local_cluster, "--kubeconfig", str(local_cluster.kubeconfig), "--junit-xml", str(junit))
+    # --name: the cluster's kubeconfig, and `boxkube node stop/start` for the lost-node test
+    run = conformance(local_cluster, "--name", local_cluster.name, "--junit-xml", str(junit))
     assert run.returncode == 0, run.stdout + run.stderr
     rows = table(run.stdout)
     api = {name: row for name, row in rows.items() if row[0] == "API"}
@@ -65,7 +71,7 @@ def test_the_api_area_passes_and_real_node_tests_skip_with_a_reason(local_cluste
             assert f"{name}: needs real nodes: the cluster does not run containers" in run.stdout
         else:
             assert row[2] == "PASSED", (name, row)
-    assert {"API", "Self-healing", "Service routing"} == {row[0] for row in rows.values()}
+    assert set(AREAS) == {row[0] for row in rows.values()}
 
     cases = ET.parse(junit).getroot().iter("testcase")
     props = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")} for case in cases}
@@ -84,6 +90,18 @@ def test_focus_selects_by_name_area_or_upstream_name(local_cluster):
     none = conformance(local_cluster, "--kubeconfig", str(local_cluster.kubeconfig), "--focus", "no-such-test")
     assert none.returncode == 1
     assert none.stderr.strip().splitlines()[-1] == 'ERROR: no conformance test matches --focus "no-such-test"'
+
+
+def test_the_lost_node_test_is_skipped_with_the_reason_when_the_suite_cannot_stop_a_node(local_cluster):
+    run = conformance(local_cluster, "--kubeconfig", str(local_cluster.kubeconfig), "--focus", "lost_node")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert table(run.stdout)["test_self_healing::test_the_pods_of_a_lost_node_are_made_again_on_the_other_nodes"][2] \
+        == "SKIPPED"
+    assert "the cluster does not let the suite stop a node: give --conformance-node-stop" in run.stdout
+
+    half = conformance(local_cluster, "--kubeconfig", str(local_cluster.kubeconfig), "--node-stop", "true")
+    assert half.returncode == 1
+    assert half.stderr.strip().splitlines()[-1] == "ERROR: give both --node-stop and --node-start, or neither"
 
 
 def test_a_cluster_it_cannot_use_is_a_failure(local_cluster):
