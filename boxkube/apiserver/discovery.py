@@ -7,11 +7,11 @@ import sys
 from typing import Any
 
 from boxkube import KUBERNETES_VERSION, __version__
-from boxkube.apiserver.resources import GROUP_VERSIONS, RESOURCES, ResourceType
+from boxkube.apiserver.resources import GROUP_VERSIONS, RESOURCES, SUBRESOURCE_KIND_HOMES, ResourceType
 
 # Verbs of each subresource, as upstream lists them.
 _SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
-              "binding": ["create"], "finalize": ["update"], "log": ["get"],
+              "binding": ["create"], "eviction": ["create"], "finalize": ["update"], "log": ["get"],
               "exec": ["create", "get"], "attach": ["create", "get"], "portforward": ["create", "get"]}
 
 
@@ -86,8 +86,9 @@ def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
     for sub, kind in rt.subresources.items():
         sub_entry: dict[str, Any] = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
                                      "kind": kind or rt.kind, "verbs": _SUB_VERBS.get(sub, ["get"])}
-        if kind == "Scale":
-            sub_entry.update(group="autoscaling", version="v1")
+        if kind in SUBRESOURCE_KIND_HOMES:
+            group, version = SUBRESOURCE_KIND_HOMES[kind]
+            sub_entry.update(group=group, version=version)
         entries.append(sub_entry)
     return entries
 
@@ -106,8 +107,8 @@ def _resource_discovery(rt: ResourceType) -> dict[str, Any]:
         entry["categories"] = list(rt.categories)
     subs = []
     for sub, kind in rt.subresources.items():
-        response_kind = {"group": "autoscaling", "version": "v1", "kind": "Scale"} if kind == "Scale" \
-            else {"group": "", "version": "", "kind": kind or rt.kind}
+        group, version = SUBRESOURCE_KIND_HOMES.get(kind, ("", ""))
+        response_kind = {"group": group, "version": version, "kind": kind or rt.kind}
         subs.append({"subresource": sub, "responseKind": response_kind, "verbs": _SUB_VERBS.get(sub, ["get"])})
     if subs:
         entry["subresources"] = subs

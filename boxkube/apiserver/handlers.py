@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from boxkube.apiserver import codec, errors, subresources, tables, validation
+from boxkube.apiserver import codec, errors, eviction, subresources, tables, validation
 from boxkube.apiserver.errors import APIError
 from boxkube.apiserver.registry import ListResult, Registry, WriteOptions
 from boxkube.apiserver.resources import ResourceType, by_plural
@@ -103,6 +103,12 @@ def json_response(body: Any, status: int = 200, warnings: list[str] | None = Non
 
 def error_response(e: APIError) -> Response:
     return json_response(e.status(), e.code)
+
+
+def created_status(warnings: list[str] | None = None) -> Response:
+    """What a create-only subresource answers (upstream's create handler gives a bare Status Success code 201)."""
+    return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
+                         201, warnings)
 
 
 class Handlers:
@@ -277,8 +283,10 @@ class Handlers:
             raise errors.method_not_allowed()
         if kind == "Scale":
             return await subresources.scale(self, request, t, method)
-        if t.subresource == "binding" and method == "POST":
-            return await subresources.bind(self, request, t)
+        if t.subresource in _CREATE_ONLY:
+            if method != "POST":
+                raise errors.method_not_allowed()
+            return await _CREATE_ONLY[t.subresource](self, request, t)
         if t.subresource in ("log", "exec", "attach", "portforward") and self.pod_proxy is not None:
             return await self.pod_proxy.http(request, t, method)
         raise APIError(404, "NotFound", f"the server could not find the requested resource ({t.subresource} is not served by boxkube yet)")
@@ -418,6 +426,10 @@ class Handlers:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
         return codec.dumps({"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.group_version,
                                                             "metadata": meta}}) + b"\n"
+
+
+# Subresources that are a POST of another kind acting on the parent (upstream's NamedCreater storages).
+_CREATE_ONLY = {"binding": subresources.bind, "eviction": eviction.evict}
 
 
 def _partial(obj: Obj) -> Obj:

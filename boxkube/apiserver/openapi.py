@@ -80,13 +80,6 @@ PATCH_MEDIA_TYPES = (
 # Delete answers with the deleted object (not a Status) for these, as upstream.
 _DELETE_RETURNS_OBJECT = {("", "pods"), ("", "services"), ("", "serviceaccounts")}
 
-# Subresources whose kind lives in another group-version than the parent.
-_FOREIGN_KINDS = {
-    "Scale": ("autoscaling", "v1"),
-    "Eviction": ("policy", "v1"),
-    "TokenRequest": ("authentication.k8s.io", "v1"),
-}
-
 # Definitions that kubernetes-validate turned into bare JSON Schema `oneOf`s. Upstream
 # describes them with their Go type's OpenAPI hooks: in v2 a string (IntOrString with
 # format int-or-string), in v3 a `oneOf` of the accepted types and no `type` (so that
@@ -439,7 +432,7 @@ def _root(group: str, version: str) -> str:
 
 def _kind_of(group: str, version: str, kind: str) -> tuple[str, str, str, str] | None:
     """(group, version, kind, definition) of a kind served at group/version (or its foreign home)."""
-    g, v = _FOREIGN_KINDS.get(kind, (group, version))
+    g, v = resources.SUBRESOURCE_KIND_HOMES.get(kind, (group, version))
     name = schema.definition_for(g, v, kind)
     return (g, v, kind, name) if name else None
 

@@ -116,6 +116,19 @@ def decode_continue(token: str) -> tuple[int, str]:
         raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
 
 
+def check_unknown_fields(definition: str, obj: Obj, opts: WriteOptions, kind_version: tuple[str, str] | None) -> None:
+    """fieldValidation: Strict refuses undeclared fields, Warn names them; both Warn and
+    Ignore drop them, since upstream's decoder never stores what the type lacks. `kind_version`
+    names the decoded kind in Strict's error, as create and update do (None: a patch's words)."""
+    unknown = validation.drop_unknown_fields(definition, obj)
+    if not unknown or opts.field_validation == "Ignore":
+        return
+    if opts.field_validation == "Strict":
+        raise validation.strict_error(unknown) if kind_version is None else \
+            validation.strict_error(unknown, kind=kind_version[0], version=kind_version[1])
+    opts.warnings.extend(validation.warnings_for(unknown))
+
+
 class Registry:
     def __init__(self, store: EtcdStore, cache: WatchCache, cluster_ips: ClusterIPs, node_ports: NodePorts,
                  admission: Admission = Admission()):
@@ -327,15 +340,7 @@ class Registry:
             raise err
 
     def _check_unknown_fields(self, rt: ResourceType, obj: Obj, opts: WriteOptions, patching: bool = False) -> None:
-        """fieldValidation: Strict refuses undeclared fields, Warn names them; both Warn and
-        Ignore drop them, since upstream's decoder never stores what the type lacks."""
-        unknown = validation.drop_unknown_fields(self.definition(rt), obj)
-        if not unknown or opts.field_validation == "Ignore":
-            return
-        if opts.field_validation == "Strict":
-            raise validation.strict_error(unknown) if patching else \
-                validation.strict_error(unknown, kind=rt.kind, version=rt.version)
-        opts.warnings.extend(validation.warnings_for(unknown))
+        check_unknown_fields(self.definition(rt), obj, opts, None if patching else (rt.kind, rt.version))
 
     def _as_go_decodes(self, rt: ResourceType, obj: Obj) -> None:
         """Every written object, before defaulting: what decoding it into its Go struct keeps (zero values

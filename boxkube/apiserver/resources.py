@@ -57,8 +57,8 @@ RESOURCES: tuple[ResourceType, ...] = (
                  subresources={"status": "", "finalize": ""},
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     ResourceType("", "v1", "Pod", "pods", short_names=("po",), categories=("all",),
-                 subresources={"status": "", "binding": "Binding", "log": "", "exec": "", "attach": "",
-                               "portforward": ""}),
+                 subresources={"status": "", "binding": "Binding", "eviction": "Eviction", "log": "", "exec": "",
+                               "attach": "", "portforward": ""}),
     ResourceType("", "v1", "Binding", "bindings", verbs=("create",)),
     ResourceType("", "v1", "Service", "services", short_names=("svc",), categories=("all",),
                  subresources=_STATUS,
@@ -84,6 +84,16 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases"),
     ResourceType("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
 )
+
+# Kinds served at a subresource that live in another group-version than their parent resource
+# (pods/eviction takes a policy/v1 Eviction). Discovery names that group-version with the
+# subresource, as kube-apiserver does, and clients go by it: kubectl drain evicts only when
+# discovery lists pods/eviction with a group and version (drain.CheckEvictionSupport).
+SUBRESOURCE_KIND_HOMES: dict[str, tuple[str, str]] = {
+    "Scale": ("autoscaling", "v1"),
+    "Eviction": ("policy", "v1"),
+    "TokenRequest": ("authentication.k8s.io", "v1"),
+}
 
 GROUP_VERSIONS: tuple[tuple[str, str], ...] = tuple(dict.fromkeys((r.group, r.version) for r in RESOURCES))
 

@@ -60,7 +60,7 @@ async def scale(h: "Handlers", request: Request, t: "Target", method: str) -> Re
 
 async def bind(h: "Handlers", request: Request, t: "Target") -> Response:
     """POST pods/<name>/binding: assign a pending pod to a node, once."""
-    from boxkube.apiserver.handlers import json_response
+    from boxkube.apiserver.handlers import created_status
     mt, raw = await h.body(request)
     binding = codec.decode_body(mt, raw)
     node = ((binding.get("target") or {}).get("name") or "")
@@ -83,5 +83,5 @@ async def bind(h: "Handlers", request: Request, t: "Target") -> Response:
         return pod
     # The binding writes spec and status together: it is neither a plain update nor a status write.
     await h.registry.guaranteed_update(t.rt, t.namespace, t.name, mutate, opts, subresource="binding")
-    return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+    return created_status()
 

@@ -129,3 +129,20 @@ def test_list_node_reads_a_node_whose_agent_leaves_out_kube_proxy_version(api):
         assert node.status.node_info.kube_proxy_version == ""
     finally:
         core.delete_node(name)
+
+
+def test_create_namespaced_pod_eviction(api, namespace):
+    # The client decodes the answer (a Status) into its V1Eviction model, and a 404 into an ApiException.
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, client.V1Pod(
+        metadata=client.V1ObjectMeta(name="evicted"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="nginx")])))
+    answer = core.create_namespaced_pod_eviction("evicted", namespace, client.V1Eviction(
+        metadata=client.V1ObjectMeta(name="evicted", namespace=namespace),
+        delete_options=client.V1DeleteOptions(grace_period_seconds=0)))
+    assert answer.kind == "Status"
+    assert [p.metadata.name for p in core.list_namespaced_pod(namespace).items] == []   # unbound: gone at once
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_pod_eviction("evicted", namespace, client.V1Eviction(
+            metadata=client.V1ObjectMeta(name="evicted", namespace=namespace)))
+    assert e.value.status == 404 and json.loads(e.value.body)["reason"] == "NotFound"

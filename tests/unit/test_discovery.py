@@ -26,7 +26,13 @@ def test_aggregated_core_group_lists_every_core_resource_with_subresources():
     assert set(names) == {rt.plural for rt in RESOURCES if rt.group == ""}
     pods = names["pods"]
     assert pods["scope"] == "Namespaced" and pods["responseKind"]["kind"] == "Pod"
-    assert {s["subresource"] for s in pods["subresources"]} >= {"status", "binding"}
+    assert {s["subresource"] for s in pods["subresources"]} >= {"status", "binding", "eviction"}
+    # A kind of another group-version names it, as upstream: kubectl drain evicts only then.
+    eviction = next(s for s in pods["subresources"] if s["subresource"] == "eviction")
+    assert eviction == {"subresource": "eviction", "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
+                        "verbs": ["create"]}
+    binding = next(s for s in pods["subresources"] if s["subresource"] == "binding")
+    assert binding["responseKind"] == {"group": "", "version": "", "kind": "Binding"}
     assert names["nodes"]["scope"] == "Cluster"
 
 
@@ -38,3 +44,12 @@ def test_aggregated_groups_exclude_core_and_point_scale_at_autoscaling():
     scale = next(s for s in deployments["subresources"] if s["subresource"] == "scale")
     assert scale["responseKind"] == {"group": "autoscaling", "version": "v1", "kind": "Scale"}
     assert deployments["shortNames"] == ["deploy"]
+
+
+def test_legacy_resource_list_gives_subresources_of_other_groups_their_group_version():
+    entries = {e["name"]: e for e in discovery.api_resource_list("", "v1")["resources"]}
+    assert entries["pods/eviction"] == {"name": "pods/eviction", "singularName": "", "namespaced": True,
+                                        "kind": "Eviction", "verbs": ["create"], "group": "policy", "version": "v1"}
+    assert "group" not in entries["pods/binding"] and "group" not in entries["pods/status"]
+    scale = {e["name"]: e for e in discovery.api_resource_list("apps", "v1")["resources"]}["deployments/scale"]
+    assert (scale["group"], scale["version"], scale["kind"]) == ("autoscaling", "v1", "Scale")

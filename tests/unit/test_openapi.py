@@ -297,6 +297,12 @@ def test_cluster_scoped_and_core_paths():
     assert set(p["/api/v1/namespaces/{namespace}/bindings"]) == {"post", "parameters"}
     binding = p["/api/v1/namespaces/{namespace}/pods/{name}/binding"]["post"]
     assert binding["operationId"] == "createCoreV1NamespacedPodBinding"
+    # an eviction is a policy/v1 Eviction posted to the pod (kubectl drain, create_namespaced_pod_eviction)
+    eviction = p["/api/v1/namespaces/{namespace}/pods/{name}/eviction"]
+    assert set(eviction) == {"post", "parameters"}
+    assert eviction["post"]["operationId"] == "createCoreV1NamespacedPodEviction"
+    assert eviction["post"]["x-kubernetes-group-version-kind"] == {"group": "policy", "kind": "Eviction", "version": "v1"}
+    assert eviction["post"]["requestBody"]["content"]["*/*"]["schema"]["$ref"].endswith("policy.v1.Eviction")
     log = p["/api/v1/namespaces/{namespace}/pods/{name}/log"]
     assert log["get"]["responses"]["200"]["content"]["text/plain"]["schema"] == {"type": "string"}
     assert {"container", "follow", "tailLines", "previous"} <= _param_names(log["parameters"])
