@@ -134,7 +134,7 @@ def test_an_installed_boxkube_assembles_the_node_image_inputs_alone(installed: P
     assert {"boxkube/__init__.py", "boxkube/cli/main.py", "boxkube/apiserver/protobuf_fields.json",
             "boxkube/cluster/binaries.py"} <= names
     assert not any("node-image" in n for n in names)
-    assert "Requires-Dist: fastapi>=0.110" in metadata and "hypothesis" not in metadata  # no test extra
+    assert "Requires-Dist: fastapi>=0.110" in metadata and "pytest-asyncio" not in metadata  # no test extra
     assert "boxkube = boxkube.cli.main:main" in entry_points
 
     # the same inputs as the source tree's: a checkout and an installation share the node image
