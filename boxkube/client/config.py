@@ -26,7 +26,7 @@ class ConfigError(Exception):
     """A kubeconfig that cannot be used (missing, unreadable, or naming what it lacks)."""
 
 
-def _pem(data: str | bytes) -> str:
+def pem_text(data: str | bytes) -> str:
     """PEM text from PEM or from base64 of PEM (a kubeconfig's `*-data` fields)."""
     text = data.decode() if isinstance(data, bytes) else data
     if "-----BEGIN" in text:
@@ -117,7 +117,7 @@ class ClientConfig:
     def ssl_context(self) -> ssl.SSLContext:
         """Trust the given CA (else the system's), and present the client certificate if any."""
         if self.ca_data:
-            ctx = ssl.create_default_context(cadata=_pem(self.ca_data))
+            ctx = ssl.create_default_context(cadata=pem_text(self.ca_data))
         else:
             ctx = ssl.create_default_context(cafile=self.ca_file)
         if self.insecure_skip_tls_verify:
@@ -134,9 +134,9 @@ class ClientConfig:
         # ssl loads certificates from files only: write the PEM to a temporary folder (mode 0700).
         with tempfile.TemporaryDirectory(prefix="boxkube-client-") as folder:
             cert = Path(folder) / "client.crt"
-            cert.write_text(_pem(self.client_cert_data or ""))
+            cert.write_text(pem_text(self.client_cert_data or ""))
             key = None
             if self.client_key_data:
                 key = Path(folder) / "client.key"
-                key.write_text(_pem(self.client_key_data))
+                key.write_text(pem_text(self.client_key_data))
             ctx.load_cert_chain(str(cert), str(key) if key else self.client_key_file)

@@ -21,7 +21,8 @@ async def _run(args: argparse.Namespace) -> None:
     settings = Settings(node_monitor_grace_period=args.node_monitor_grace_period,
                         pod_eviction_timeout=args.pod_eviction_timeout, cluster_cidr=args.cluster_cidr,
                         node_cidr_mask_size=args.node_cidr_mask_size, pod_gc_period=args.pod_gc_period,
-                        terminated_pod_gc_threshold=args.terminated_pod_gc_threshold)
+                        terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
+                        root_ca_file=args.root_ca_file or "")
     async with ApiClient.from_kubeconfig(args.kubeconfig, user_agent="boxkube-controller-manager") as client:
         names = args.controllers.split(",") if args.controllers else None
         manager = ControllerManager(client, names, settings, host=socket.gethostname(),
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="how often the pod garbage collector runs (upstream: a fixed 20s)")
     p.add_argument("--terminated-pod-gc-threshold", type=int, default=Settings.terminated_pod_gc_threshold,
                    help="terminated pods kept before the oldest are deleted; 0 disables (default: %(default)s)")
+    p.add_argument("--root-ca-file", help="the cluster CA certificate (PEM) published in every namespace as the "
+                                          "ConfigMap kube-root-ca.crt (default: the CA the kubeconfig trusts)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -43,6 +43,9 @@ class Settings:
     pod_gc_period: float = 5.0
     # Succeeded/Failed pods beyond this many are deleted, oldest first (upstream default); 0 disables.
     terminated_pod_gc_threshold: int = 12500
+    # The cluster CA certificate (PEM file) the root CA publisher puts in every namespace's kube-root-ca.crt
+    # (upstream --root-ca-file); empty: the CA the controller manager's kubeconfig trusts.
+    root_ca_file: str = ""
 
 
 class Controller:

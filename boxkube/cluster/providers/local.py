@@ -194,7 +194,8 @@ class LocalProvider:
             steps.append(Step("Starting scheduler", lambda: self._start_component(cdir, state, SCHEDULER, [])))
         if config.components.controller_manager:
             steps.append(Step("Starting controller manager", lambda: self._start_component(
-                cdir, state, CONTROLLER_MANAGER, self.controller_manager_flags(config, spec.nodes or 0))))
+                cdir, state, CONTROLLER_MANAGER,
+                self.controller_manager_flags(config, spec.nodes or 0, state.certificate_authority))))
             # Cluster DNS answers from the EndpointSlices the controller manager writes.
             steps.append(Step("Starting cluster DNS", lambda: self._start_component(
                 cdir, state, DNS, self.dns_flags(config))))
@@ -424,12 +425,15 @@ class LocalProvider:
             raise ClusterError(f"the {_title(process)} exited at start", log_details(record))
 
     @staticmethod
-    def controller_manager_flags(config: ClusterConfig, nodes: int) -> list[str]:
+    def controller_manager_flags(config: ClusterConfig, nodes: int, root_ca_file: str | None = None) -> list[str]:
+        """`root_ca_file`: the cluster CA (TLS clusters), published in every namespace as kube-root-ca.crt."""
         t = config.timings
         # A node's grace period can't be shorter than its Lease, which grows with the node count.
         grace = max(t.node_monitor_grace_period, float(lease_duration(nodes)))
         flags = ["--node-monitor-grace-period", f"{grace}s", "--pod-eviction-timeout", f"{t.pod_eviction_timeout}s",
                  "--cluster-cidr", config.networking.pod_subnet]
+        if root_ca_file:
+            flags += ["--root-ca-file", root_ca_file]
         if config.components.controllers is not None:
             flags += ["--controllers", ",".join(config.components.controllers)]
         return flags
