@@ -96,7 +96,7 @@ async def _run(args: argparse.Namespace) -> None:
             if args.node_network:       # this machine's routes and iptables: a boxkube node's own
                 node = nodes[0].name
                 await asyncio.gather(group.run(), NodeNetwork(client, node, args.cluster_cidr).serve(),
-                                     ServiceProxy(client, node, args.cluster_cidr).serve())
+                                     ServiceProxy(client, node, args.cluster_cidr, services=group.services).serve())
             else:
                 await group.run()
     finally:

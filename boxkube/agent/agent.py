@@ -4,7 +4,8 @@ A NodeAgent is what the kubelet is for one node: it registers the Node, keeps
 its Lease and status fresh, and runs a PodWorker for every pod bound to it.
 The AgentGroup is what they share so that a thousand simulated nodes in one
 process stay cheap: one API client, ONE pod informer (indexed by
-spec.nodeName) and one node informer instead of a watch per node, and two
+spec.nodeName), one node informer instead of a watch per node, one Service
+informer (the containers' Service environment variables), and two
 batched schedules (boxkube.agent.heartbeat) for all Lease renewals and all
 node status posts. A single real node is a group of one, whose informers
 select just its own pods and Node.
@@ -29,7 +30,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from boxkube.agent import volumes
+from boxkube.agent import podconfig, volumes
 from boxkube.agent.backoff import Backoff
 from boxkube.agent.config import AgentSettings, NodeSettings
 from boxkube.agent.heartbeat import Periodic
@@ -48,11 +49,12 @@ from boxkube.agent.runtime.simulated import POWER_ANNOTATION, power_is_off
 from boxkube.agent.server import KubeletServer
 from boxkube.api.times import now_rfc3339
 from boxkube.client import ApiClient, ApiError, DeletedFinalStateUnknown, EventRecorder, Informer, resource
+from boxkube.client.store import NAMESPACE_INDEX
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-NODES, PODS, LEASES = resource("nodes"), resource("pods"), resource("leases")
+NODES, PODS, LEASES, SERVICES = resource("nodes"), resource("pods"), resource("leases"), resource("services")
 NODE_INDEX = "nodeName"
 # How long shutting down waits for queued events to be written.
 _EVENT_FLUSH_TIMEOUT = 2.0
@@ -427,6 +429,9 @@ class AgentGroup:
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={single}" if single else "spec.nodeName!=",
                              indexers={NODE_INDEX: _pod_node})
         self.nodes = Informer(client, NODES, field_selector=f"metadata.name={single}" if single else "")
+        # Every Service, for the containers' Service environment variables (podconfig.service_environment);
+        # a real node's service proxy reads the same cache.
+        self.services = Informer(client, SERVICES)
         self.heartbeat_limit = asyncio.Semaphore(settings.heartbeat_concurrency)
         self.pod_write_limit = asyncio.Semaphore(settings.pod_write_concurrency)
         # The nodes' recorders write through a view of the client with a cap of its own: a thousand of them
@@ -446,6 +451,17 @@ class AgentGroup:
     def pods_of(self, node: str) -> list[Obj]:
         return self.pods.store.by_index(NODE_INDEX, node)
 
+    def service_environment(self, namespace: str, enable_service_links: bool = True) -> dict[str, str]:
+        """The Service variables of a container of a pod in `namespace`, from the Services cached now
+        (ConfigError, as upstream's kubelet, until they have been listed once)."""
+        if not self.services.has_synced:
+            raise podconfig.ConfigError("services have not yet been read at least once, cannot construct envvars")
+        services = self.services.store.by_index(NAMESPACE_INDEX, namespace)
+        if namespace != "default":
+            services += [s for s in self.services.store.by_index(NAMESPACE_INDEX, "default")
+                         if s["metadata"].get("name") in podconfig.MASTER_SERVICES]
+        return podconfig.service_environment(services, namespace, enable_service_links)
+
     def find_worker(self, namespace: str, name: str) -> PodWorker | None:
         """The worker of the pod of that name running on one of our nodes."""
         pod = self.pods.store.get_object(name, namespace)
@@ -464,6 +480,7 @@ class AgentGroup:
                 agent.identity.kubelet_port = port
         self.pods.start()
         self.nodes.start()
+        self.services.start()
         self._tasks = [asyncio.create_task(self.leases.run(), name="lease renewals"),
                        asyncio.create_task(self.statuses.run(), name="node status")]
         async def register(agent: NodeAgent) -> None:
@@ -471,8 +488,9 @@ class AgentGroup:
                 await agent.register()
 
         await asyncio.gather(*(register(a) for a in self.agents.values()))
-        if not (await self.pods.wait_for_sync(sync_timeout) and await self.nodes.wait_for_sync(sync_timeout)):
-            raise TimeoutError("the node agents' pod and node caches did not sync")
+        if not (await self.pods.wait_for_sync(sync_timeout) and await self.nodes.wait_for_sync(sync_timeout)
+                and await self.services.wait_for_sync(sync_timeout)):
+            raise TimeoutError("the node agents' pod, node and service caches did not sync")
         for agent in self.agents.values():
             await agent.start()
         log.info("%d node agent(s) running", len(self.agents))
@@ -486,6 +504,7 @@ class AgentGroup:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pods.stop()
         await self.nodes.stop()
+        await self.services.stop()
 
     async def run(self) -> None:
         """Start, then run until cancelled."""

@@ -23,8 +23,19 @@ ConfigMaps and Secrets are read with a GET each time a container starts
 referenced object (ConfigMapAndSecretChangeDetectionStrategy: Watch, its
 default); a GET per start is enough while volumes are written once per pod
 and nothing updates them — when they are kept up to date, this becomes a
-watch-fed cache. Service environment variables (`<SVC>_SERVICE_HOST`, ...)
-are not added yet.
+watch-fed cache.
+
+Service environment variables (upstream's envvars.FromServices and
+getServiceEnvVarMap): `<SVC>_SERVICE_HOST`, `<SVC>_SERVICE_PORT`,
+`<SVC>_SERVICE_PORT_<PORTNAME>` and Docker's link variables (`<SVC>_PORT`,
+`<SVC>_PORT_<port>_<PROTO>` and its `_PROTO`, `_PORT`, `_ADDR`) of every
+Service of the pod's namespace that has a ClusterIP (headless and
+ExternalName Services have none), as the node's Service cache shows them when
+the container starts; with `enableServiceLinks: false`, only those of the
+`kubernetes` Service of `default`, which every pod gets. A Service of the
+pod's namespace hides one of `default` of the same name. They are added after
+the container's own variables, which win, and `$(VAR)` in env values, command
+and args can refer to them.
 
 Downward API values (`field_value`, `resource_value`) serve both the
 environment and downwardAPI volumes (boxkube.agent.volumes).
@@ -34,7 +45,8 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Mapping
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -231,13 +243,82 @@ def resource_value(pod: Obj, container: Obj | None, ref: Obj, allocatable: Mappi
     return str(math.ceil(value / divisor))
 
 
+# -- Service environment variables (upstream pkg/kubelet/envvars) ---------------------------------------
+
+# Services of `default` whose variables every pod gets, enableServiceLinks or not (upstream masterServices).
+MASTER_SERVICES = frozenset({"kubernetes"})
+
+
+def env_var_name(name: str) -> str:
+    """A Service or port name as part of a variable name: dashes to underscores, upper case (makeEnvVariableName)."""
+    return name.replace("-", "_").upper()
+
+
+def has_cluster_ip(service: Obj) -> bool:
+    """Whether the Service has a ClusterIP: not headless (None), not ExternalName (empty) (IsServiceIPSet)."""
+    ip = (service.get("spec") or {}).get("clusterIP") or ""
+    return ip not in ("", "None")
+
+
+def _host_port(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def service_variables(services: Iterable[Obj]) -> list[tuple[str, str]]:
+    """The variables of `services`, in their order (upstream FromServices); Services without a ClusterIP
+    or without ports give none."""
+    out: list[tuple[str, str]] = []
+    for service in services:
+        spec = service.get("spec") or {}
+        ports = spec.get("ports") or []
+        if not has_cluster_ip(service) or not ports:
+            continue
+        ip, prefix = spec["clusterIP"], env_var_name((service.get("metadata") or {}).get("name", ""))
+        out.append((f"{prefix}_SERVICE_HOST", ip))
+        # the first port has the backwards-compatible name; every named port (only the first may be unnamed) its own
+        out.append((f"{prefix}_SERVICE_PORT", str(ports[0].get("port", ""))))
+        for sp in ports:
+            if sp.get("name"):
+                out.append((f"{prefix}_SERVICE_PORT_{env_var_name(sp['name'])}", str(sp.get("port", ""))))
+        # Docker's link variables (makeLinkVariables)
+        for i, sp in enumerate(ports):
+            protocol = sp.get("protocol") or "TCP"
+            port = str(sp.get("port", ""))
+            url = f"{protocol.lower()}://{_host_port(ip, port)}"
+            if i == 0:
+                out.append((f"{prefix}_PORT", url))
+            port_prefix = f"{prefix}_PORT_{port}_{protocol.upper()}"
+            out += [(port_prefix, url), (f"{port_prefix}_PROTO", protocol.lower()), (f"{port_prefix}_PORT", port),
+                    (f"{port_prefix}_ADDR", ip)]
+    return out
+
+
+def service_environment(services: Iterable[Obj], namespace: str, enable_service_links: bool = True) -> dict[str, str]:
+    """The Service variables of a pod of `namespace` (upstream getServiceEnvVarMap), from `services`
+    (any namespaces; those of other namespaces than `namespace` and `default` are ignored)."""
+    chosen: dict[str, Obj] = {}
+    for service in services:
+        if not has_cluster_ip(service):
+            continue
+        meta = service.get("metadata") or {}
+        name, of = meta.get("name", ""), meta.get("namespace", "")
+        if of == "default" and name in MASTER_SERVICES:
+            chosen.setdefault(name, service)
+        elif of == namespace and enable_service_links:
+            chosen[name] = service      # the pod's own namespace wins over default's
+    return dict(service_variables(chosen[name] for name in sorted(chosen)))
+
+
 # -- the environment ------------------------------------------------------------------------------------
 
 
 async def environment(pod: Obj, container: Obj, source: ObjectSource, *, pod_ip: str = "", host_ip: str = "",
-                      allocatable: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
-    """The container's environment, every value resolved, in declaration order (envFrom first)."""
+                      allocatable: Mapping[str, str] | None = None,
+                      services: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """The container's environment, every value resolved, in declaration order (envFrom first), then the
+    `services` variables (service_environment) that the container does not set itself."""
     namespace = (pod.get("metadata") or {}).get("namespace", "")
+    service_env = dict(services or {})
     env: dict[str, str] = {}
     for entry in container.get("envFrom") or []:
         prefix = entry.get("prefix") or ""
@@ -254,7 +335,8 @@ async def environment(pod: Obj, container: Obj, source: ObjectSource, *, pod_ip:
     for var in container.get("env") or []:
         name, value, source_ref = var.get("name", ""), var.get("value") or "", var.get("valueFrom")
         if value:
-            env[name] = expand(value, env)
+            # $(VAR): the variables declared so far, then the Service variables (upstream MappingFuncFor)
+            env[name] = expand(value, ChainMap(env, service_env))
             continue
         if not source_ref:
             env[name] = ""
@@ -278,4 +360,6 @@ async def environment(pod: Obj, container: Obj, source: ObjectSource, *, pod_ip:
             env[name] = _text(data[key])
         else:
             env[name] = ""
+    for name, value in service_env.items():
+        env.setdefault(name, value)
     return list(env.items())

@@ -499,8 +499,10 @@ class PodWorker:
         """What the runtime needs resolved to start the container (ConfigError when it cannot be)."""
         assert self.volumes is not None
         source = podconfig.ObjectSource(self.node.client, self.namespace)
+        links = (pod.get("spec") or {}).get("enableServiceLinks")
+        services = self.node.group.service_environment(self.namespace, links is not False)
         env = await podconfig.environment(pod, container, source, pod_ip=self.pod_ip, host_ip=self.node.host_ip,
-                                          allocatable=self.node.settings.full_capacity())
+                                          allocatable=self.node.settings.full_capacity(), services=services)
         command, args = podconfig.command_line(container, env)
         mounts = self.volumes.mounts(container, dict(env))
         message_file, message_mount = self.volumes.termination_message_file(container)

@@ -262,9 +262,12 @@ def chains_in(saved: str) -> set[str]:
 class ServiceProxy:
     """kube-proxy (iptables mode) of one node: Services and EndpointSlices in, iptables rules out."""
 
-    def __init__(self, client: ApiClient, node_name: str, cluster_cidr: str, runner: Runner = run_command):
+    def __init__(self, client: ApiClient, node_name: str, cluster_cidr: str, runner: Runner = run_command,
+                 services: Informer | None = None):
+        """`services`: a Service informer to share (the node agent's), which its owner stops; else one of its own."""
         self.client, self.node_name, self.cluster_cidr, self.runner = client, node_name, cluster_cidr, runner
-        self.services = Informer(client, SERVICES)
+        self._own_services = services is None
+        self.services = Informer(client, SERVICES) if services is None else services
         self.slices = Informer(client, ENDPOINT_SLICES)
         self._dirty = asyncio.Event()
         self._written = self._last_rules = ""
@@ -297,7 +300,8 @@ class ServiceProxy:
                     self._written = ""      # write them again: someone may have flushed them
                 await asyncio.sleep(_SETTLE)
         finally:
-            await self.services.stop()
+            if self._own_services:
+                await self.services.stop()
             await self.slices.stop()
 
     async def _hook(self) -> None:

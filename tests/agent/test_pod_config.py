@@ -13,12 +13,22 @@ import uuid
 import pytest
 
 from boxkube.agent import volumes
-from boxkube.agent.podconfig import ConfigError, ObjectSource, command_line, environment, expand, field_value
+from boxkube.agent.podconfig import (
+    ConfigError,
+    ObjectSource,
+    command_line,
+    env_var_name,
+    environment,
+    expand,
+    field_value,
+    service_environment,
+    service_variables,
+)
 from boxkube.agent.runtime.docker import Engine, cpu_shares, hostname, resource_limits, security_context
 from boxkube.client import ApiError, resource
 from tests.agent.conftest import PODS, eventually
 
-CONFIGMAPS, EVENTS = resource("configmaps"), resource("events")
+CONFIGMAPS, EVENTS, SERVICES = resource("configmaps"), resource("events"), resource("services")
 
 
 class FakeClient:
@@ -103,6 +113,74 @@ async def test_environment_errors_are_upstreams(env, message):
     with pytest.raises(ConfigError) as e:
         await environment(POD, {"name": "app", "env": env}, src)
     assert str(e.value) == message
+
+
+# -- Service environment variables (upstream pkg/kubelet/envvars) --------------------------------------
+
+
+def _service(name: str, namespace: str = "ns", ip: str = "10.96.5.6", ports: list | None = None) -> dict:
+    return {"metadata": {"name": name, "namespace": namespace},
+            "spec": {"clusterIP": ip, "ports": ports if ports is not None else [{"port": 80}]}}
+
+
+KUBERNETES = _service("kubernetes", "default", "10.96.0.1", [{"name": "https", "port": 443, "protocol": "TCP"}])
+
+
+def test_service_variable_names_are_upstreams():
+    assert env_var_name("my-web-app") == "MY_WEB_APP"
+    web = _service("my-web", ports=[{"port": 80, "protocol": "TCP"},
+                                    {"name": "metrics-port", "port": 9090, "protocol": "UDP"}])
+    assert service_variables([web]) == [
+        ("MY_WEB_SERVICE_HOST", "10.96.5.6"), ("MY_WEB_SERVICE_PORT", "80"),
+        ("MY_WEB_SERVICE_PORT_METRICS_PORT", "9090"),
+        ("MY_WEB_PORT", "tcp://10.96.5.6:80"),
+        ("MY_WEB_PORT_80_TCP", "tcp://10.96.5.6:80"), ("MY_WEB_PORT_80_TCP_PROTO", "tcp"),
+        ("MY_WEB_PORT_80_TCP_PORT", "80"), ("MY_WEB_PORT_80_TCP_ADDR", "10.96.5.6"),
+        ("MY_WEB_PORT_9090_UDP", "udp://10.96.5.6:9090"), ("MY_WEB_PORT_9090_UDP_PROTO", "udp"),
+        ("MY_WEB_PORT_9090_UDP_PORT", "9090"), ("MY_WEB_PORT_9090_UDP_ADDR", "10.96.5.6"),
+    ]
+    # no protocol is TCP; an IPv6 ClusterIP is bracketed in the URLs
+    v6 = dict(service_variables([_service("db", ip="fd00::10", ports=[{"port": 5432}])]))
+    assert v6["DB_PORT"] == v6["DB_PORT_5432_TCP"] == "tcp://[fd00::10]:5432"
+
+
+def test_service_environment_picks_as_the_kubelet():
+    services = [
+        KUBERNETES,
+        _service("web"),
+        _service("headless", ip="None"),
+        {"metadata": {"name": "ext", "namespace": "ns"}, "spec": {"type": "ExternalName", "externalName": "x.org"}},
+        _service("elsewhere", namespace="other"),
+        _service("other-in-default", namespace="default"),
+    ]
+    env = service_environment(services, "ns")
+    assert {k for k in env if k.endswith("_SERVICE_HOST")} == {"KUBERNETES_SERVICE_HOST", "WEB_SERVICE_HOST"}
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1" and env["KUBERNETES_SERVICE_PORT"] == "443"
+    assert env["KUBERNETES_SERVICE_PORT_HTTPS"] == "443" and env["KUBERNETES_PORT"] == "tcp://10.96.0.1:443"
+    # enableServiceLinks: false keeps only the kubernetes Service's
+    assert set(service_environment(services, "ns", False)) == set(service_environment([KUBERNETES], "other"))
+    assert all(k.startswith("KUBERNETES_") for k in service_environment(services, "ns", False))
+    # in default, its own Services; a Service of the pod's namespace named kubernetes hides default's
+    assert "OTHER_IN_DEFAULT_SERVICE_HOST" in service_environment(services, "default")
+    mine = _service("kubernetes", ip="10.96.7.7")
+    for order in ([KUBERNETES, mine], [mine, KUBERNETES]):
+        assert service_environment(order, "ns")["KUBERNETES_SERVICE_HOST"] == "10.96.7.7"
+    assert service_environment([mine, KUBERNETES], "ns", False)["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+
+
+async def test_service_variables_come_after_the_containers_own_which_win():
+    services = service_environment([KUBERNETES, _service("web")], "ns")
+    container = {"name": "app",
+                 "env": [{"name": "URL", "value": "http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)"},
+                         {"name": "WEB_SERVICE_PORT", "value": "8080"},
+                         {"name": "LATER", "value": "$(WEB_SERVICE_PORT)"}],
+                 "command": ["curl", "$(URL)", "$(KUBERNETES_SERVICE_HOST)"]}
+    env = await environment(POD, container, source(), services=services)
+    assert env[:3] == [("URL", "http://10.96.5.6:80"), ("WEB_SERVICE_PORT", "8080"), ("LATER", "8080")]
+    as_dict = dict(env)
+    assert as_dict["WEB_SERVICE_PORT"] == "8080" and as_dict["WEB_SERVICE_HOST"] == "10.96.5.6"
+    assert len(env) == len(as_dict) == len(set(services) | {"URL", "LATER"})
+    assert command_line(container, env) == (["curl", "http://10.96.5.6:80", "10.96.0.1"], None)
 
 
 def test_downward_api_maps_are_formatted_as_upstream():
@@ -279,3 +357,40 @@ async def test_missing_configmap_volume_holds_the_pod_in_container_creating(clie
     async def running():
         return "running" in _state(await client.get(PODS, name, ns))
     await eventually(running, timeout=10)
+
+
+async def test_containers_get_the_service_variables_of_the_services_there_when_they_start(client, ns, agents):
+    [node] = agents.node_names()
+    group = await agents.start([node])
+    runtime = agents.runtimes[node]
+    envs: dict[str, dict[str, str]] = {}
+    start = runtime.start_container
+
+    async def recording(sandbox, pod, container, attempt, config=None):
+        envs[pod["metadata"]["name"]] = dict(config.env)
+        return await start(sandbox, pod, container, attempt, config)
+    runtime.start_container = recording
+    web = await client.create(SERVICES, {"metadata": {"name": "my-web"},
+                                         "spec": {"ports": [{"name": "http", "port": 8080}]}}, ns)
+    await client.create(SERVICES, {"metadata": {"name": "headless"},
+                                   "spec": {"clusterIP": "None", "ports": [{"port": 80}]}}, ns)
+
+    async def cached():
+        return "MY_WEB_SERVICE_HOST" in group.service_environment(ns)
+    await eventually(cached)
+    linked = await client.create(PODS, _body(node, env=[{"name": "WEB", "value": "$(MY_WEB_SERVICE_HOST)"}]), ns)
+    unlinked = _body(node)
+    unlinked["spec"]["enableServiceLinks"] = False
+    unlinked = await client.create(PODS, unlinked, ns)
+
+    async def started():
+        return {linked["metadata"]["name"], unlinked["metadata"]["name"]} <= set(envs)
+    await eventually(started)
+    env = envs[linked["metadata"]["name"]]
+    ip = web["spec"]["clusterIP"]
+    assert env["WEB"] == env["MY_WEB_SERVICE_HOST"] == ip and env["MY_WEB_SERVICE_PORT_HTTP"] == "8080"
+    assert env["MY_WEB_PORT"] == f"tcp://{ip}:8080" and not any(k.startswith("HEADLESS_") for k in env)
+    kubernetes = await client.get(SERVICES, "kubernetes", "default")
+    assert env["KUBERNETES_SERVICE_HOST"] == kubernetes["spec"]["clusterIP"]
+    assert {k for k in envs[unlinked["metadata"]["name"]] if not k.startswith("KUBERNETES_")} == set()
+    assert "KUBERNETES_SERVICE_PORT" in envs[unlinked["metadata"]["name"]]

@@ -19,7 +19,7 @@ from tests.agent.conftest import FAST, PODS, eventually
 
 pytestmark = pytest.mark.docker
 
-CONFIGMAPS, SECRETS, EVENTS = resource("configmaps"), resource("secrets"), resource("events")
+CONFIGMAPS, SECRETS, EVENTS, SERVICES = (resource(r) for r in ("configmaps", "secrets", "events", "services"))
 
 
 def pod_body(node: str, containers: list[dict], restart: str = "Never", **spec) -> dict:
@@ -100,7 +100,13 @@ async def test_environment_from_literals_configmaps_secrets_and_the_downward_api
     await client.create(CONFIGMAPS, {"metadata": {"name": "settings"}, "data": {"color": "blue", "size": "L"}}, ns)
     await client.create(SECRETS, {"metadata": {"name": "creds"},
                                   "data": {"token": base64.b64encode(b"s3cret").decode()}}, ns)
+    # Service variables: of the Services of the namespace (with a ClusterIP) and `kubernetes` of default
+    web = await client.create(SERVICES, {"metadata": {"name": "my-web"},
+                                         "spec": {"ports": [{"name": "http", "port": 8080}]}}, ns)
+    kubernetes = await client.get(SERVICES, "kubernetes", "default")
     env = [
+        {"name": "WEB_URL", "value": "http://$(MY_WEB_SERVICE_HOST):$(MY_WEB_SERVICE_PORT)"},
+        {"name": "MY_WEB_SERVICE_PORT_HTTP", "value": "mine"},      # the container's own wins
         {"name": "LITERAL", "value": "plain"},
         {"name": "EXPANDED", "value": "$(LITERAL)-more"},
         {"name": "ESCAPED", "value": "$$(LITERAL)"},
@@ -128,6 +134,11 @@ async def test_environment_from_literals_configmaps_secrets_and_the_downward_api
     assert seen["POD_NAME"] == name and seen["TIER"] == "x" and seen["MEMORY_MI"] == "64"
     assert seen["POD_IP"] == p["status"]["podIP"] and seen["POD_IP"]
     assert seen["HOSTNAME"] == name
+    ip = web["spec"]["clusterIP"]
+    assert seen["MY_WEB_SERVICE_HOST"] == ip and seen["WEB_URL"] == f"http://{ip}:8080"
+    assert seen["MY_WEB_PORT_8080_TCP"] == f"tcp://{ip}:8080" and seen["MY_WEB_SERVICE_PORT_HTTP"] == "mine"
+    assert seen["KUBERNETES_SERVICE_HOST"] == kubernetes["spec"]["clusterIP"]
+    assert seen["KUBERNETES_SERVICE_PORT"] == str(kubernetes["spec"]["ports"][0]["port"])
 
 
 async def test_configmap_secret_and_downward_api_volumes_are_read_only_files(client, ns, docker_agents, images):
