@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -70,6 +71,30 @@ async def get_or_none(client: ApiClient, rt: ResourceType, name: str, namespace:
         if e.is_not_found:
             return None
         raise
+
+
+async def assert_nothing_made_in_a_terminating_namespace(client: ApiClient, controller_class: type[Controller],
+                                                         made: Callable[[str], Any]) -> None:
+    """A controller that makes an object in every namespace (`made(namespace)`: it, or None) makes it,
+    then, once the namespace is Terminating and emptied, does not make it again."""
+    name = f"term-{uuid.uuid4().hex[:8]}"
+    namespaces, configmaps = resource("namespaces"), resource("configmaps")
+    await client.create(namespaces, {"metadata": {"name": name}})
+    # A held object keeps the namespace Terminating while the test looks.
+    await client.create(configmaps, {"metadata": {"name": "hold", "finalizers": ["test.boxkube.dev/hold"]}}, name)
+    try:
+        async with running(client, controller_class, namespace=name) as controller:
+            await eventually(lambda: made(name))
+            await client.delete(namespaces, name)
+
+            async def emptied():
+                ns = controller.namespaces.store.get(name)
+                return ns["status"]["phase"] == "Terminating" and await made(name) is None
+            await eventually(emptied)
+            await controller.reconcile(name)
+            assert await made(name) is None
+    finally:
+        await client.patch(configmaps, "hold", {"metadata": {"finalizers": None}}, name)
 
 
 def running_and_ready(pod: Obj) -> bool:

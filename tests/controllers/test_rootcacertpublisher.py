@@ -1,8 +1,6 @@
 """The root CA publisher (kube-root-ca.crt in every namespace) live on the real API server."""
 from __future__ import annotations
 
-import uuid
-
 from boxkube.client import resource
 from boxkube.client.config import pem_text
 from boxkube.controllers.base import Settings
@@ -13,9 +11,9 @@ from boxkube.controllers.rootcacertpublisher import (
     RootCACertPublisher,
 )
 
-from controller_harness import eventually, get_or_none, running
+from controller_harness import assert_nothing_made_in_a_terminating_namespace, eventually, get_or_none, running
 
-NAMESPACES, CONFIGMAPS = resource("namespaces"), resource("configmaps")
+CONFIGMAPS = resource("configmaps")
 
 OTHER_CA = "-----BEGIN CERTIFICATE-----\nnot really a certificate\n-----END CERTIFICATE-----\n"
 
@@ -66,20 +64,4 @@ async def test_root_ca_file_wins(client, ns, tmp_path):
 
 
 async def test_terminating_namespaces_get_none(client):
-    name = f"rc-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"metadata": {"name": name}})
-    # A held object keeps the namespace Terminating while the test looks.
-    await client.create(CONFIGMAPS, {"metadata": {"name": "hold", "finalizers": ["test.boxkube.dev/hold"]}}, name)
-    try:
-        async with running(client, RootCACertPublisher, namespace=name) as controller:
-            await eventually(lambda: root_ca(client, name))
-            await client.delete(NAMESPACES, name)
-
-            async def emptied():
-                ns = controller.namespaces.store.get(name)
-                return ns["status"]["phase"] == "Terminating" and await root_ca(client, name) is None
-            await eventually(emptied)
-            await controller.reconcile(name)
-            assert await root_ca(client, name) is None
-    finally:
-        await client.patch(CONFIGMAPS, "hold", {"metadata": {"finalizers": None}}, name)
+    await assert_nothing_made_in_a_terminating_namespace(client, RootCACertPublisher, lambda ns: root_ca(client, ns))
