@@ -251,9 +251,13 @@ async def test_pods_wait_for_the_pod_cidr(client, ns, agents):
         return [e for e in await events_of(client, ns, name) if e["reason"] == "NetworkNotReady"]
     [event] = await eventually(network_event, timeout=5)
     assert event["type"] == "Warning" and event["message"].startswith("network is not ready: ")
-    p = await client.get(PODS, name, ns)
+
+    async def creating():     # the status is written apart from the event, maybe a moment after it
+        p = await client.get(PODS, name, ns)
+        statuses = p["status"].get("containerStatuses") or [{}]
+        return p if (statuses[0].get("state") or {}).get("waiting", {}).get("reason") == "ContainerCreating" else None
+    p = await eventually(creating, timeout=5)
     assert p["status"]["phase"] == "Pending"
-    assert p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
     await give_pod_cidrs(client, [node])
 
     async def running():
