@@ -64,6 +64,13 @@ spec:
   ports: [{{port: 8080}}]
 ---
 apiVersion: v1
+kind: Service
+metadata: {{name: only-named}}
+spec:
+  selector: {{app: named}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
 kind: Pod
 metadata: {{name: named, labels: {{app: named}}}}
 spec:
@@ -101,9 +108,9 @@ def _exec(docker_client, pod: dict, container: str, *cmd: str) -> tuple[int, str
     return result.exit_code, result.output.decode(errors="replace")
 
 
-def _http_get(docker_client, client_pod: dict, host: str, port: int) -> str:
+def _http_get(docker_client, client_pod: dict, host: str, port: int, container: str = "c") -> str:
     """The last line of an HTTP answer (the hello image answers with its pod's name), through busybox nc."""
-    code, out = _exec(docker_client, client_pod, "c", "sh", "-c",
+    code, out = _exec(docker_client, client_pod, container, "sh", "-c",
                       f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 3 {host} {port}')
     lines = [line for line in out.strip().splitlines() if line.strip()]
     return lines[-1].strip() if code == 0 and lines else f"(exit {code}: {out.strip()})"
@@ -155,6 +162,16 @@ def test_cluster_ip_answers_from_a_pod_on_each_node_with_every_endpoint(net_clus
             if seen == names:
                 break
         assert seen == names, f"from {client['spec']['nodeName']}: only {seen} of {names}"
+
+
+def test_a_pod_reaches_itself_through_its_own_service(net_cluster, docker_client):
+    """Hairpin: the Service's only endpoint is the asking pod; the answer must come back to it through
+    its own bridge port (hairpin mode), as the kubelet's bridge sets it up."""
+    named = _pods(net_cluster, "named")[0]
+    ip = json.loads(net_cluster.kubectl("get", "service", "only-named", "-o", "json").stdout)["spec"]["clusterIP"]
+    direct = _http_get(docker_client, named, named["status"]["podIP"], 8080, container="web")
+    assert not direct.startswith("(exit"), direct
+    assert _http_get(docker_client, named, ip, 80, container="web") == direct
 
 
 def test_session_affinity_client_ip_keeps_a_client_on_one_endpoint(net_cluster, docker_client):
