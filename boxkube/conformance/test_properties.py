@@ -107,6 +107,15 @@ class Watcher:
                 self.objects = {o.metadata.name: o for o in listed.items}
                 self.rv = listed.metadata.resource_version
 
+    def caught_up(self) -> None:
+        """Wait until the watch has seen every object as a list shows it now (resourceVersions compared
+        for equality only), so that no event of an earlier step is checked during the next one."""
+        def same() -> bool:
+            listed = {o.metadata.name: o.metadata.resource_version for o in self.list_fn(self.namespace).items}
+            seen = {name: o.metadata.resource_version for name, o in list(self.objects.items())}
+            return listed == seen or not self.thread.is_alive()
+        until(same, timeout=30, what=f"the watch of {self.list_fn.__name__} catching up with a list")
+
     def stop(self) -> None:
         self.stopped.set()
         self.thread.join(timeout=10)
@@ -236,6 +245,8 @@ def machine_for(core: Any, apps: Any, images: Any) -> type[RuleBasedStateMachine
         def converge(self, step: str) -> None:
             until(self._unconverged, ok=lambda unmet: not unmet, timeout=CONVERGE_TIMEOUT,
                   what=f"after {step}, the cluster converged (what differs shown as last seen)")
+            for w in self.watchers:
+                w.caught_up()
 
         def _unconverged(self) -> list[str]:
             d = apps.read_namespaced_deployment("web", self.ns)
