@@ -54,6 +54,15 @@ def until(check: Callable[[], T], *, timeout: float = 60.0, what: str = "conditi
         time.sleep(interval)
 
 
+def hold(check: Callable[[], Any], seconds: float, interval: float = 0.3) -> None:
+    """Call `check()` again and again for `seconds`: what must stay true, it asserts (its value is not
+    looked at), and the first failure ends the wait."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        check()
+        time.sleep(interval)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 

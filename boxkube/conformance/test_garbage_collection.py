@@ -4,11 +4,9 @@ deletionTimestamp and the foregroundDeletion finalizer, until its (blocking) dep
 Orphan: the dependents stay, their ownerReferences to the owner removed."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from boxkube.conformance.support import (conformance, deployment, is_ready, live, poll, replicaset,
+from boxkube.conformance.support import (conformance, deployment, hold, is_ready, live, poll, replicaset,
                                          retry_on_conflict, until)
 
 # A finalizer of the test's own, which keeps a pod from going away until the test removes it.
@@ -41,13 +39,6 @@ def _owners(obj) -> list[tuple[str, str]]:
 
 def _replicasets(apps, namespace: str, app: str) -> list:
     return apps.list_namespaced_replica_set(namespace, label_selector=f"app={app}").items
-
-
-def _hold_for(seconds: float, check) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        check()
-        time.sleep(0.5)
 
 
 @conformance(area="Garbage collection",
@@ -113,7 +104,7 @@ def test_orphan_deletion_leaves_the_dependents_without_their_owner_reference(kin
         return now if all(not d.metadata.owner_references for d in now.values()) else None
     until(orphaned, timeout=30, what="the dependents kept, without ownerReferences")
     # ... and they stay.
-    _hold_for(4, orphaned)
+    hold(orphaned, 4)
     # The pods (of the orphaned ReplicaSet, or the orphaned pods themselves) are all still there.
     assert {p.metadata.uid for p in live(_pods(core, namespace, app))} == {p.metadata.uid for p in pods}
 
@@ -153,7 +144,7 @@ def test_foreground_deletion_keeps_the_owner_until_its_dependents_are_gone(core,
         def still_waiting():
             waiting_owner()
             assert [p.metadata.name for p in _pods(core, namespace, "fg")] == [held]
-        _hold_for(4, still_waiting)
+        hold(still_waiting, 4)
     finally:
         retry_on_conflict(lambda: _let_go(core, namespace, held))
     until(lambda: not _pods(core, namespace, "fg"), timeout=60, what=f"{held} gone once let go")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from boxkube.conformance.support import (SUITE_LABEL, conformance, is_ready, labels_for, live, poll, pod_template,
-                                         retry_on_conflict, until)
+from boxkube.conformance.support import (SUITE_LABEL, conformance, hold, is_ready, labels_for, live, poll,
+                                         pod_template, retry_on_conflict, until)
 
 # The readiness gate of the gated pods: Ready only while the test says the pod is healthy.
 GATE = "conformance.boxkube.dev/healthy"
@@ -117,15 +117,6 @@ class PodRecorder:
         return [(s.type, s.name, "ready" if s.ready else "deleting" if s.deleting else "-") for s in self.seen]
 
 
-def _hold(check, seconds: float = HOLD) -> None:
-    """`check()` must stay true for `seconds`."""
-    import time
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert check(), "checked while holding"
-        time.sleep(0.3)
-
-
 def _only(core, namespace: str, app: str, names: set[str], why: str) -> bool:
     now = set(pods_by_name(core, namespace, app))
     assert now == names, f"{why}: the pods are {sorted(now)}, not {sorted(names)}"
@@ -169,8 +160,8 @@ def test_pods_come_in_ordinal_order_each_after_the_last_is_ready_and_go_from_the
         for i in range(3):
             name = f"ordered-{i}"
             _running_not_ready(core, namespace, name)
-            _hold(lambda: _only(core, namespace, app, {f"ordered-{j}" for j in range(i + 1)},
-                                f"while ordered-{i} is not ready"))
+            hold(lambda: _only(core, namespace, app, {f"ordered-{j}" for j in range(i + 1)},
+                               f"while ordered-{i} is not ready"), HOLD)
             set_healthy(core, namespace, name, True)
             _ready(core, namespace, name)
         poll(lambda: apps.read_namespaced_stateful_set("ordered", namespace).status,
@@ -181,8 +172,8 @@ def test_pods_come_in_ordinal_order_each_after_the_last_is_ready_and_go_from_the
         poll(lambda: core.read_namespaced_pod("ordered-1", namespace), lambda p: not is_ready(p),
              timeout=60, what="ordered-1 not Ready")
         apps.patch_namespaced_stateful_set_scale("ordered", namespace, {"spec": {"replicas": 4}})
-        _hold(lambda: _only(core, namespace, app, {f"ordered-{j}" for j in range(3)},
-                            "scaled to 4 while ordered-1 is not ready"))
+        hold(lambda: _only(core, namespace, app, {f"ordered-{j}" for j in range(3)},
+                           "scaled to 4 while ordered-1 is not ready"), HOLD)
         set_healthy(core, namespace, "ordered-1", True)
         _running_not_ready(core, namespace, "ordered-3")
         set_healthy(core, namespace, "ordered-3", True)
@@ -202,7 +193,7 @@ def test_pods_come_in_ordinal_order_each_after_the_last_is_ready_and_go_from_the
             assert len(pods) == 4 and not deleting, f"scaled to 0 while all are unhealthy: {sorted(pods)}, " \
                                                     f"deleting {deleting}"
             return True
-        _hold(none_deleting)
+        hold(none_deleting, HOLD)
         for i in range(4):
             set_healthy(core, namespace, f"ordered-{i}", True)
         until(lambda: not pods_by_name(core, namespace, app), timeout=120, what="every pod gone after scaling to 0")
